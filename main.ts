@@ -1,0 +1,208 @@
+/**
+ * Command-line entry: parses flags, resolves the configuration, starts the runtime and turns
+ * SIGTERM (drain, then exit 0, or 1 when the drain timed out) and SIGINT (exit at once) into a
+ * clean stop that leaves no worker process behind.
+ */
+
+import { parseArgs } from "node:util";
+import {
+  ConfigError,
+  createLogger,
+  printLine,
+  resolveConfig,
+  type RuntimeOptions,
+  startRuntime,
+} from "./runtime/mod.ts";
+
+const VERSION = "0.1.0";
+
+const USAGE = `Usage: main.ts start [options]
+
+Serves Supabase-style edge functions, each in its own sandboxed Deno process.
+
+Options:
+  -p, --port <PORT>                          TCP port (default 9000, env EDGE_RUNTIME_PORT)
+  -i, --ip <HOST>                            bind address (default 0.0.0.0)
+      --main-service <DIR>                   user-written main service (default: built-in)
+      --functions <DIR>                      functions folder of the built-in main service (default ./functions)
+      --event-worker <DIR>                   event worker module (not implemented yet)
+      --policy <per_worker|per_request|oneshot>  worker policy (default per_worker)
+      --max-parallelism <N>                  most workers per function (default: CPU count)
+      --request-wait-timeout <MS>            how long a request waits for a worker (default 10000)
+      --main-worker-request-idle-timeout <MS>  (not implemented yet)
+      --user-worker-request-idle-timeout <MS>  (not implemented yet)
+      --request-read-timeout <MS>            (not implemented yet)
+      --static <GLOB>                        static files every function may read (repeatable)
+      --graceful-exit-timeout <S>            SIGTERM drain limit in seconds (default 15)
+      --dispatch-beforeunload-wall-clock-ratio <PCT>  (not implemented yet; default 90)
+      --dispatch-beforeunload-cpu-ratio <PCT>         (not implemented yet; default 90)
+      --dispatch-beforeunload-memory-ratio <PCT>      (not implemented yet; default 90)
+      --inspect[=HOST:PORT]                  open the V8 inspector in user workers (default 127.0.0.1:9229)
+      --env-file <FILE>                      NAME=value lines added to the functions' environment
+      --watch                                (not implemented yet)
+  -v, --verbose                              debug logging
+  -q, --quiet                                no logging
+  -h, --help                                 show this help
+  -V, --version                              show the version`;
+
+const HINT = "Run 'main.ts start --help' for usage.";
+
+/** Flags that are parsed and validated but whose behaviour has not landed yet. */
+const NOT_YET_IMPLEMENTED = [
+  "event-worker",
+  "main-worker-request-idle-timeout",
+  "user-worker-request-idle-timeout",
+  "request-read-timeout",
+  "dispatch-beforeunload-wall-clock-ratio",
+  "dispatch-beforeunload-cpu-ratio",
+  "dispatch-beforeunload-memory-ratio",
+  "watch",
+] as const;
+
+function usageError(message: string): never {
+  // deno-lint-ignore no-console
+  console.error(`error: ${message}\n${HINT}`);
+  Deno.exit(2);
+}
+
+function parseFlags(argv: string[]) {
+  // `--inspect` takes an optional value, which parseArgs cannot express.
+  const args = argv.map((arg) => arg === "--inspect" ? "--inspect=127.0.0.1:9229" : arg);
+  return parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      port: { type: "string", short: "p" },
+      ip: { type: "string", short: "i" },
+      "main-service": { type: "string" },
+      functions: { type: "string" },
+      "event-worker": { type: "string" },
+      policy: { type: "string" },
+      "max-parallelism": { type: "string" },
+      "request-wait-timeout": { type: "string" },
+      "main-worker-request-idle-timeout": { type: "string" },
+      "user-worker-request-idle-timeout": { type: "string" },
+      "request-read-timeout": { type: "string" },
+      static: { type: "string", multiple: true },
+      "graceful-exit-timeout": { type: "string" },
+      "dispatch-beforeunload-wall-clock-ratio": { type: "string" },
+      "dispatch-beforeunload-cpu-ratio": { type: "string" },
+      "dispatch-beforeunload-memory-ratio": { type: "string" },
+      inspect: { type: "string" },
+      "env-file": { type: "string" },
+      watch: { type: "boolean" },
+      verbose: { type: "boolean", short: "v" },
+      quiet: { type: "boolean", short: "q" },
+      help: { type: "boolean", short: "h" },
+      version: { type: "boolean", short: "V" },
+    },
+  });
+}
+
+async function main(argv: string[]): Promise<void> {
+  let parsed: ReturnType<typeof parseFlags>;
+  try {
+    parsed = parseFlags(argv);
+  } catch (error) {
+    usageError(error instanceof Error ? error.message : String(error));
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    printLine(USAGE);
+    return;
+  }
+  if (values.version) {
+    printLine(`edge-runtime ${VERSION}\ndeno ${Deno.version.deno}`);
+    return;
+  }
+  if (positionals.length !== 1 || positionals[0] !== "start") {
+    usageError(
+      positionals.length === 0
+        ? "Missing command: expected 'start'"
+        : `Unknown command "${positionals.join(" ")}": expected 'start'`,
+    );
+  }
+  const options: RuntimeOptions = {
+    port: values.port,
+    ip: values.ip,
+    mainService: values["main-service"],
+    functions: values.functions,
+    eventWorker: values["event-worker"],
+    policy: values.policy,
+    maxParallelism: values["max-parallelism"],
+    requestWaitTimeout: values["request-wait-timeout"],
+    mainWorkerRequestIdleTimeout: values["main-worker-request-idle-timeout"],
+    userWorkerRequestIdleTimeout: values["user-worker-request-idle-timeout"],
+    requestReadTimeout: values["request-read-timeout"],
+    static: values.static,
+    gracefulExitTimeout: values["graceful-exit-timeout"],
+    dispatchBeforeunloadWallClockRatio: values["dispatch-beforeunload-wall-clock-ratio"],
+    dispatchBeforeunloadCpuRatio: values["dispatch-beforeunload-cpu-ratio"],
+    dispatchBeforeunloadMemoryRatio: values["dispatch-beforeunload-memory-ratio"],
+    inspect: values.inspect,
+    envFile: values["env-file"],
+    watch: values.watch,
+    verbose: values.verbose,
+    quiet: values.quiet,
+  };
+  let envFileText: string | undefined;
+  if (options.envFile !== undefined) {
+    try {
+      envFileText = await Deno.readTextFile(options.envFile);
+    } catch (error) {
+      usageError(`Cannot read --env-file "${options.envFile}": ${(error as Error).message}`);
+    }
+  }
+  let config;
+  try {
+    config = resolveConfig(options, {
+      cwd: Deno.cwd(),
+      cpuCount: navigator.hardwareConcurrency,
+      env: Deno.env.toObject(),
+      envFileText,
+    });
+  } catch (error) {
+    if (error instanceof ConfigError) usageError(error.message);
+    throw error;
+  }
+  const logger = createLogger(config.logLevel);
+  for (const flag of NOT_YET_IMPLEMENTED) {
+    if (values[flag] !== undefined) logger.warn(`--${flag} is accepted but not implemented yet`);
+  }
+  if (values["max-parallelism"] !== undefined && config.policy === "oneshot") {
+    logger.warn("--max-parallelism is forced to 1 under the oneshot policy");
+  }
+
+  // A main service is user code running in this process: its stray errors must not end it.
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    logger.error(`unhandled rejection in the main runtime: ${String(event.reason)}`);
+  });
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    logger.error(`uncaught error in the main runtime: ${String(event.error)}`);
+  });
+
+  let runtime;
+  try {
+    runtime = await startRuntime({ config, logger });
+  } catch (error) {
+    logger.error(error instanceof Error ? error.message : String(error));
+    Deno.exit(1);
+  }
+  const { hostname, port } = runtime.addr;
+  printLine(`Listening on http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}/`);
+
+  let stopping = false;
+  const stop = async (drainTimeoutMs: number) => {
+    if (stopping) return;
+    stopping = true;
+    const { timedOut } = await runtime.shutdown(drainTimeoutMs);
+    Deno.exit(timedOut ? 1 : 0);
+  };
+  Deno.addSignalListener("SIGTERM", () => stop(config.gracefulExitTimeoutMs));
+  Deno.addSignalListener("SIGINT", () => stop(0));
+}
+
+if (import.meta.main) await main(Deno.args);

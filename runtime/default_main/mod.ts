@@ -1,0 +1,155 @@
+/**
+ * The built-in main service, used when no `--main-service` is given: serves a functions folder the
+ * way `supabase functions serve` does. The only module that imports hono.
+ */
+
+import { Hono } from "hono";
+import { join } from "node:path";
+import { DEFAULT_WORKER_LIMITS } from "../config.ts";
+import { findEntrypoint } from "../entrypoint.ts";
+import { WorkerAlreadyRetired } from "../errors.ts";
+import { formatError, type Logger } from "../log.ts";
+import type { EdgeRuntimeMainApi, RuntimeMetrics } from "../main_service.ts";
+import type { ServeHandler } from "../serve_capture.ts";
+import { classifyFailure, FAILURE_ANSWERS, failureResponse } from "./error_table.ts";
+
+/** A function name as it may appear in a URL (checked before any decoding). */
+export const FUNCTION_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
+
+/** The gateway prefix Supabase strips before a function sees its path. */
+const GATEWAY_PREFIX = "/functions/v1";
+
+/** What the default main service needs. */
+export interface DefaultMainOptions {
+  /** Absolute path of the functions folder. */
+  functionsPath: string;
+  /** The environment every function gets. */
+  functionEnv: readonly (readonly [string, string])[];
+  api: EdgeRuntimeMainApi;
+  logger: Logger;
+}
+
+/** Where a request goes: the function name and the URL the function sees. */
+export interface FunctionRoute {
+  name: string;
+  /** The request URL with the gateway prefix removed (the same URL when there was none). */
+  url: string;
+}
+
+/**
+ * Finds the function a request is for. `/<name>/...` and `/functions/v1/<name>/...` both reach
+ * `<name>`, which sees `/<name>/...`.
+ *
+ * @returns the route, or `undefined` when the path names no valid function
+ */
+export function routeFunction(requestUrl: string): FunctionRoute | undefined {
+  const url = new URL(requestUrl);
+  let path = url.pathname;
+  let stripped = false;
+  if (path === GATEWAY_PREFIX || path.startsWith(`${GATEWAY_PREFIX}/`)) {
+    path = path.slice(GATEWAY_PREFIX.length);
+    stripped = true;
+  }
+  const name = path.split("/", 2)[1];
+  if (!name || name.length > 128 || !FUNCTION_NAME_PATTERN.test(name)) return undefined;
+  if (!stripped) return { name, url: requestUrl };
+  url.pathname = path;
+  return { name, url: url.href };
+}
+
+/** Renders runtime metrics in the Prometheus text format. */
+export function prometheusText(metrics: RuntimeMetrics): string {
+  const lines: string[] = [];
+  const gauge = (name: string, help: string, value: number, type = "gauge") => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${value}`);
+  };
+  gauge("edge_runtime_active_workers", "User workers alive now.", metrics.activeUserWorkersCount);
+  gauge(
+    "edge_runtime_retired_workers_total",
+    "User workers retired since start.",
+    metrics.retiredUserWorkersCount,
+    "counter",
+  );
+  gauge(
+    "edge_runtime_requests_received_total",
+    "Requests received by the main runtime.",
+    metrics.receivedRequestsCount,
+    "counter",
+  );
+  gauge(
+    "edge_runtime_requests_handled_total",
+    "Requests answered by the main runtime.",
+    metrics.handledRequestsCount,
+    "counter",
+  );
+  gauge(
+    "edge_runtime_main_heap_used_bytes",
+    "V8 heap used by the main runtime.",
+    metrics.mainWorkerHeapStats.usedHeapSize,
+  );
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * Builds the default main service's handler.
+ */
+export function createDefaultMainService(options: DefaultMainOptions): ServeHandler {
+  const { api, logger, functionsPath } = options;
+  const envVars = options.functionEnv.map(([n, v]) => [n, v] as [string, string]);
+  const app = new Hono();
+
+  app.get("/_internal/health", (c) => c.json({ message: "ok" }));
+  app.get("/_internal/metric", async (c) => c.json(await api.getRuntimeMetrics()));
+  app.get(
+    "/_internal/metrics",
+    async (c) =>
+      c.text(prometheusText(await api.getRuntimeMetrics()), 200, {
+        "content-type": "text/plain; version=0.0.4; charset=utf-8",
+      }),
+  );
+
+  const callFunction = async (name: string, request: Request): Promise<Response> => {
+    const createOptions = {
+      servicePath: join(functionsPath, name),
+      envVars,
+      ...DEFAULT_WORKER_LIMITS,
+      noModuleCache: false,
+      forceCreate: false,
+    };
+    // A worker that retires between create() and fetch() is retried once with a fresh one.
+    try {
+      return await (await api.userWorkers.create(createOptions)).fetch(request);
+    } catch (error) {
+      if (!(error instanceof WorkerAlreadyRetired)) throw error;
+      return await (await api.userWorkers.create(createOptions)).fetch(request);
+    }
+  };
+
+  app.all("*", async (c) => {
+    const route = routeFunction(c.req.url);
+    if (!route) return failureResponse("function_not_found");
+    const request = route.url === c.req.url ? c.req.raw : new Request(route.url, c.req.raw);
+    try {
+      return await callFunction(route.name, request);
+    } catch (error) {
+      let failure = classifyFailure(error);
+      if (
+        failure === "boot_error" &&
+        !(await findEntrypoint(join(functionsPath, route.name)))
+      ) {
+        failure = "function_not_found";
+      }
+      if (FAILURE_ANSWERS[failure].shouldLog) {
+        logger.error(`function "${route.name}": ${formatError(error)}`);
+      }
+      return failureResponse(failure);
+    }
+  });
+
+  app.onError((error) => {
+    logger.error(`default main service: ${formatError(error)}`);
+    return failureResponse("internal");
+  });
+
+  return (request, info) => app.fetch(request, { info });
+}

@@ -1,0 +1,103 @@
+/**
+ * Pure: what a user worker may do, as `deno run` arguments and an environment. Nothing here
+ * touches the file system; the caller gathers the paths.
+ */
+
+/** Supabase's `permissions` option (snake_case), the parts this runtime honours. */
+export interface WorkerPermissions {
+  /** Hosts the worker may reach; `[]` or absent means every host. */
+  allow_net?: string[] | null;
+  /** Hosts the worker may not reach. */
+  deny_net?: string[] | null;
+}
+
+/** Everything that decides a worker's command line. */
+export interface WorkerLaunchInput {
+  /** Absolute path of `workers/bootstrap.ts`. */
+  bootstrapPath: string;
+  /** The worker's Unix socket path. */
+  socketPath: string;
+  /** Files and directories the worker may read (function dir, static files, module cache...). */
+  readPaths: readonly string[];
+  /** Environment the function sees, as Supabase's `envVars`. */
+  envVars: readonly (readonly [string, string])[];
+  /** Value of `SB_EXECUTION_ID`. */
+  executionId: string;
+  /** V8 old-space limit. */
+  memoryLimitMb: number;
+  /** `--location` origin that keys the worker's localStorage and Cache API. */
+  location: string;
+  /** The module cache directory. */
+  denoDir: string;
+  /** The function's own deno.json / deno.jsonc, if it has one. */
+  configPath?: string;
+  /** Import map path or `data:` URL (`context.importMapPath`). */
+  importMapPath?: string;
+  noModuleCache?: boolean;
+  noNpm?: boolean;
+  /** False makes the worker use only already-cached remote modules. @default true */
+  allowRemoteModules?: boolean;
+  permissions?: WorkerPermissions;
+  /** Inspector address (`HOST:PORT`) to open in this worker. */
+  inspect?: string;
+}
+
+/** The command line and environment of one worker process. */
+export interface WorkerLaunchPlan {
+  args: string[];
+  env: Record<string, string>;
+  /** Environment names the bootstrap deletes before user code runs. */
+  hiddenEnvNames: string[];
+}
+
+/** Variables the runtime sets for Deno itself; the function never sees them. */
+const PLUMBING_ENV = { DENO_NO_UPDATE_CHECK: "1" } as const;
+
+function netFlags(socketPath: string, permissions: WorkerPermissions | undefined): string[] {
+  const flags: string[] = [];
+  const allow = permissions?.allow_net;
+  if (!allow || allow.length === 0) flags.push("--allow-net");
+  else flags.push(`--allow-net=${[...allow, `unix:${socketPath}`].join(",")}`);
+  const deny = permissions?.deny_net;
+  if (deny && deny.length > 0) flags.push(`--deny-net=${deny.join(",")}`);
+  return flags;
+}
+
+/**
+ * Builds the `deno run` arguments and environment for a worker.
+ *
+ * The environment is exactly `envVars` plus `SB_EXECUTION_ID`, plus Deno's own plumbing
+ * (`DENO_DIR`, ...) that the bootstrap deletes before the function loads. `--allow-env` is left
+ * unscoped on purpose: the process has no other variables, and a scoped flag would make
+ * `Deno.env.get("UNSET")` throw where Supabase returns `undefined`.
+ */
+export function planWorkerLaunch(input: WorkerLaunchInput): WorkerLaunchPlan {
+  const args = ["run", "--no-prompt", "--no-lock"];
+  args.push(input.configPath ? `--config=${input.configPath}` : "--no-config");
+  if (input.importMapPath) args.push(`--import-map=${input.importMapPath}`);
+  if (input.noModuleCache) args.push("--reload");
+  if (input.noNpm) args.push("--no-npm");
+  if (input.allowRemoteModules === false) args.push("--cached-only");
+  if (input.inspect) args.push(`--inspect=${input.inspect}`);
+  args.push(
+    "--allow-env",
+    "--allow-import",
+    `--allow-read=${[...new Set([...input.readPaths, input.socketPath])].join(",")}`,
+    `--allow-write=${input.socketPath}`,
+    ...netFlags(input.socketPath, input.permissions),
+    `--v8-flags=--max-old-space-size=${input.memoryLimitMb}`,
+    `--location=${input.location}`,
+    input.bootstrapPath,
+  );
+  const env: Record<string, string> = {};
+  for (const [name, value] of input.envVars) env[name] = value;
+  env.SB_EXECUTION_ID = input.executionId;
+  const hiddenEnvNames: string[] = [];
+  const plumbing: Record<string, string> = { ...PLUMBING_ENV, DENO_DIR: input.denoDir };
+  for (const [name, value] of Object.entries(plumbing)) {
+    if (name in env) continue;
+    env[name] = value;
+    hiddenEnvNames.push(name);
+  }
+  return { args, env, hiddenEnvNames };
+}

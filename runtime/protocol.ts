@@ -1,0 +1,76 @@
+/**
+ * The wire contract between the main runtime and a user worker (`workers/bootstrap.ts`).
+ * The supervisor writes one {@linkcode WorkerBootConfig} JSON line to the worker's stdin and keeps
+ * stdin open as a lifeline; the worker answers with one status line on stdout. Imports nothing.
+ */
+
+/** What the supervisor tells a freshly spawned worker, as one JSON line on its stdin. */
+export interface WorkerBootConfig {
+  /** Unix socket path the worker serves its function on. */
+  socketPath: string;
+  /** URL of the user module (`file:` or `data:`), loaded by a computed dynamic import. */
+  entryUrl: string;
+  /** Nonce that proves a status line comes from the bootstrap, not from user code. */
+  statusToken: string;
+  /** Environment variable names the bootstrap removes before user code runs (runtime plumbing). */
+  hiddenEnvNames: string[];
+}
+
+/** Marks the worker's status line on stdout; everything else on stdout is the function's output. */
+export const STATUS_LINE_PREFIX = "\u001e@edge-runtime-status ";
+
+/** The outcome of loading the user module, reported once by the bootstrap. */
+export type WorkerStatus =
+  /** The module loaded and its handler serves on the socket. */
+  | { token: string; kind: "ready" }
+  /** The module graph could not be built (not found, syntax error, bad import): the worker exits. */
+  | { token: string; kind: "boot_error"; message: string }
+  /** The module threw while evaluating, or registered no handler: requests must fail with it. */
+  | { token: string; kind: "evaluation_error"; message: string };
+
+/** Exit code of a worker whose module graph failed to load. */
+export const BOOT_ERROR_EXIT_CODE = 70;
+
+/** Formats a status as the line the bootstrap prints. */
+export function formatStatusLine(status: WorkerStatus): string {
+  return `${STATUS_LINE_PREFIX}${JSON.stringify(status)}\n`;
+}
+
+/**
+ * Finds a status in one stdout line. Returns the text printed before the marker (function output
+ * that did not end in a newline) and the status, or `undefined` when the line carries no valid
+ * status for `token`.
+ */
+export function parseStatusLine(
+  line: string,
+  token: string,
+): { before: string; status: WorkerStatus } | undefined {
+  const at = line.indexOf(STATUS_LINE_PREFIX);
+  if (at === -1) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(line.slice(at + STATUS_LINE_PREFIX.length));
+  } catch {
+    return undefined;
+  }
+  if (!isWorkerStatus(value) || value.token !== token) return undefined;
+  return { before: line.slice(0, at), status: value };
+}
+
+function isWorkerStatus(value: unknown): value is WorkerStatus {
+  if (typeof value !== "object" || value === null) return false;
+  const v = value as Record<string, unknown>;
+  if (typeof v.token !== "string") return false;
+  if (v.kind === "ready") return true;
+  return (v.kind === "boot_error" || v.kind === "evaluation_error") &&
+    typeof v.message === "string";
+}
+
+/** Checks the boot config the bootstrap reads from stdin. */
+export function isWorkerBootConfig(value: unknown): value is WorkerBootConfig {
+  if (typeof value !== "object" || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return typeof v.socketPath === "string" && typeof v.entryUrl === "string" &&
+    typeof v.statusToken === "string" && Array.isArray(v.hiddenEnvNames) &&
+    v.hiddenEnvNames.every((n) => typeof n === "string");
+}

@@ -1,0 +1,137 @@
+/**
+ * Wires one runtime together: the worker pool, the `EdgeRuntime` API, the main service (a user's
+ * or the built-in default) and the listener; and takes it apart again on shutdown.
+ */
+
+import { fileURLToPath } from "node:url";
+import type { ResolvedConfig } from "./config.ts";
+import { createDefaultMainService } from "./default_main/mod.ts";
+import type { Logger } from "./log.ts";
+import {
+  createEdgeRuntimeApi,
+  installMainGlobals,
+  loadMainService,
+  type RuntimeMetrics,
+} from "./main_service.ts";
+import type { CapturedServe, ServeCapture } from "./serve_capture.ts";
+import { type RunningServer, startServer } from "./server.ts";
+import { createUserWorkersClass } from "./user_workers.ts";
+import { WorkerPool } from "./worker_pool.ts";
+
+const BOOTSTRAP_PATH = fileURLToPath(new URL("../workers/bootstrap.ts", import.meta.url));
+
+/** A started runtime. */
+export interface Runtime {
+  /** The address the listener is bound to. */
+  readonly addr: Deno.NetAddr;
+  /** Live worker process ids (for diagnostics and tests). */
+  workerPids(): number[];
+  /**
+   * Stops the runtime. With a positive `drainTimeoutMs`, stops accepting connections and waits up
+   * to that long for in-flight requests; then ends every worker.
+   *
+   * @returns whether the drain ran out of time
+   */
+  shutdown(drainTimeoutMs: number): Promise<{ timedOut: boolean }>;
+}
+
+/** Settings of {@linkcode startRuntime}. */
+export interface StartRuntimeOptions {
+  config: ResolvedConfig;
+  logger: Logger;
+}
+
+/**
+ * Starts the runtime and resolves once it listens.
+ *
+ * @throws {ConfigError} when the main service cannot be loaded
+ */
+export async function startRuntime(options: StartRuntimeOptions): Promise<Runtime> {
+  const { config, logger } = options;
+  const socketDir = await Deno.makeTempDir({ prefix: "edge-runtime-" });
+  await Deno.chmod(socketDir, 0o700);
+  const pool = new WorkerPool({
+    policy: config.policy,
+    maxParallelism: config.maxParallelism,
+    requestWaitTimeoutMs: config.requestWaitTimeoutMs,
+    socketDir,
+    bootstrapPath: BOOTSTRAP_PATH,
+    denoDir: config.denoDir,
+    execPath: Deno.execPath(),
+    logger,
+  });
+  let server: RunningServer | undefined;
+  const metrics = (): RuntimeMetrics => {
+    const memory = Deno.memoryUsage();
+    return {
+      mainWorkerHeapStats: {
+        totalHeapSize: memory.heapTotal,
+        usedHeapSize: memory.heapUsed,
+        externalMemory: memory.external,
+        mallocedMemory: 0,
+        totalPhysicalSize: memory.rss,
+      },
+      ...pool.metrics(),
+      receivedRequestsCount: server?.counters.received ?? 0,
+      handledRequestsCount: server?.counters.handled ?? 0,
+    };
+  };
+  const api = createEdgeRuntimeApi(createUserWorkersClass({ pool, config }), metrics);
+  installMainGlobals(api);
+
+  const cleanup = async () => {
+    await pool.shutdown();
+    await Deno.remove(socketDir, { recursive: true }).catch(() => {});
+  };
+
+  let service: Pick<CapturedServe, "handler" | "onError" | "onListen">;
+  let capture: ServeCapture | undefined;
+  try {
+    if (config.mainServicePath) {
+      const loaded = await loadMainService(config.mainServicePath);
+      service = loaded.serve;
+      capture = loaded.capture;
+    } else {
+      service = {
+        handler: createDefaultMainService({
+          functionsPath: config.functionsPath,
+          functionEnv: config.functionEnv,
+          api,
+          logger,
+        }),
+        onError: undefined,
+        onListen: undefined,
+      };
+    }
+    server = await startServer({
+      hostname: config.hostname,
+      port: config.port,
+      service,
+      logger,
+    });
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+  const running = server;
+  service.onListen?.(running.addr);
+
+  return {
+    addr: running.addr,
+    workerPids: () => pool.workers.map((w) => w.process.pid),
+    async shutdown(drainTimeoutMs) {
+      let timedOut = false;
+      if (drainTimeoutMs > 0) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const expired = new Promise<"expired">((resolve) => {
+          timer = setTimeout(() => resolve("expired"), drainTimeoutMs);
+        });
+        timedOut = (await Promise.race([running.shutdown(), expired])) === "expired";
+        clearTimeout(timer);
+      }
+      capture?.finish();
+      await cleanup();
+      return { timedOut };
+    },
+  };
+}

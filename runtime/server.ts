@@ -1,0 +1,80 @@
+/**
+ * The runtime's TCP listener: counts requests and hands every one to the main service's handler.
+ */
+
+import { formatError, type Logger } from "./log.ts";
+import type { CapturedServe } from "./serve_capture.ts";
+
+/** The real `Deno.serve`, saved when this module loads, before user code can make it virtual. */
+const realServe = Deno.serve.bind(Deno) as typeof Deno.serve;
+
+/** Settings of {@linkcode startServer}. */
+export interface ServerOptions {
+  hostname: string;
+  port: number;
+  /** The main service's serve call (handler and optional `onError`). */
+  service: Pick<CapturedServe, "handler" | "onError">;
+  logger: Logger;
+}
+
+/** Request counters, as `getRuntimeMetrics()` reports them. */
+export interface RequestCounters {
+  received: number;
+  handled: number;
+}
+
+/** A listening server. */
+export interface RunningServer {
+  readonly addr: Deno.NetAddr;
+  readonly counters: Readonly<RequestCounters>;
+  /** Stops accepting connections and resolves when in-flight requests are answered. */
+  shutdown(): Promise<void>;
+}
+
+function internalError(): Response {
+  return Response.json(
+    { code: "Internal Server Error", message: "Request failed due to an internal server error" },
+    { status: 500 },
+  );
+}
+
+/**
+ * Starts listening. Resolves once the socket is bound.
+ */
+export function startServer(options: ServerOptions): Promise<RunningServer> {
+  const { service, logger } = options;
+  const counters: RequestCounters = { received: 0, handled: 0 };
+  const onServiceError = async (error: unknown): Promise<Response> => {
+    logger.error(`main service failed to answer: ${formatError(error)}`);
+    if (!service.onError) return internalError();
+    try {
+      const answer = await service.onError(error);
+      if (answer instanceof Response) return answer;
+    } catch (nested) {
+      logger.error(`main service onError failed: ${formatError(nested)}`);
+    }
+    return internalError();
+  };
+  const handler = async (request: Request, info: Deno.ServeHandlerInfo<Deno.Addr>) => {
+    counters.received++;
+    try {
+      const response = await service.handler(request, info);
+      if (response instanceof Response) return response;
+      return await onServiceError(new TypeError("Main service handler did not return a Response"));
+    } catch (error) {
+      return await onServiceError(error);
+    } finally {
+      counters.handled++;
+    }
+  };
+  return new Promise((resolve) => {
+    const server = realServe({
+      hostname: options.hostname,
+      port: options.port,
+      onListen(addr) {
+        resolve({ addr, counters, shutdown: () => server.shutdown() });
+      },
+      handler,
+    });
+  });
+}
