@@ -46,12 +46,12 @@ export interface WorkerLaunchInput {
 export interface WorkerLaunchPlan {
   args: string[];
   env: Record<string, string>;
-  /** Environment names the bootstrap deletes before user code runs. */
-  hiddenEnvNames: string[];
+  /** Environment names the function may see (the bootstrap deletes the rest). */
+  visibleEnvNames: string[];
 }
 
 /** Variables the runtime sets for Deno itself; the function never sees them. */
-const PLUMBING_ENV = { DENO_NO_UPDATE_CHECK: "1" } as const;
+const PLUMBING_ENV = { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" } as const;
 
 function netFlags(socketPath: string, permissions: WorkerPermissions | undefined): string[] {
   const flags: string[] = [];
@@ -67,7 +67,8 @@ function netFlags(socketPath: string, permissions: WorkerPermissions | undefined
  * Builds the `deno run` arguments and environment for a worker.
  *
  * The environment is exactly `envVars` plus `SB_EXECUTION_ID`, plus Deno's own plumbing
- * (`DENO_DIR`, ...) that the bootstrap deletes before the function loads. `--allow-env` is left
+ * (`DENO_DIR`, ...) and whatever Deno adds to its own environment at startup: the bootstrap deletes
+ * every name but the function's before the function loads. `--allow-env` is left
  * unscoped on purpose: the process has no other variables, and a scoped flag would make
  * `Deno.env.get("UNSET")` throw where Supabase returns `undefined`.
  */
@@ -92,12 +93,8 @@ export function planWorkerLaunch(input: WorkerLaunchInput): WorkerLaunchPlan {
   const env: Record<string, string> = {};
   for (const [name, value] of input.envVars) env[name] = value;
   env.SB_EXECUTION_ID = input.executionId;
-  const hiddenEnvNames: string[] = [];
+  const visibleEnvNames = Object.keys(env);
   const plumbing: Record<string, string> = { ...PLUMBING_ENV, DENO_DIR: input.denoDir };
-  for (const [name, value] of Object.entries(plumbing)) {
-    if (name in env) continue;
-    env[name] = value;
-    hiddenEnvNames.push(name);
-  }
-  return { args, env, hiddenEnvNames };
+  for (const [name, value] of Object.entries(plumbing)) env[name] ??= value;
+  return { args, env, visibleEnvNames };
 }

@@ -12,8 +12,11 @@ export interface WorkerBootConfig {
   entryUrl: string;
   /** Nonce that proves a status line comes from the bootstrap, not from user code. */
   statusToken: string;
-  /** Environment variable names the bootstrap removes before user code runs (runtime plumbing). */
-  hiddenEnvNames: string[];
+  /**
+   * The only environment variable names the function may see; the bootstrap deletes every other
+   * one (Deno's own plumbing) before user code runs.
+   */
+  visibleEnvNames: string[];
 }
 
 /** Marks the worker's status line on stdout; everything else on stdout is the function's output. */
@@ -71,6 +74,6 @@ export function isWorkerBootConfig(value: unknown): value is WorkerBootConfig {
   if (typeof value !== "object" || value === null) return false;
   const v = value as Record<string, unknown>;
   return typeof v.socketPath === "string" && typeof v.entryUrl === "string" &&
-    typeof v.statusToken === "string" && Array.isArray(v.hiddenEnvNames) &&
-    v.hiddenEnvNames.every((n) => typeof n === "string");
+    typeof v.statusToken === "string" && Array.isArray(v.visibleEnvNames) &&
+    v.visibleEnvNames.every((n) => typeof n === "string");
 }

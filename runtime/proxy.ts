@@ -113,17 +113,18 @@ class BufferedConn {
 
   /** Reads through the next CRLF CRLF and returns the head text, or null at a clean EOF. */
   async readHead(): Promise<string | null> {
-    let scanFrom = this.#start;
+    // Bytes after #start already searched; relative, because #fill may move the window.
+    let searched = 0;
     while (true) {
       const buf = this.#buf;
-      for (let i = Math.max(scanFrom, this.#start); i + 3 < this.#end; i++) {
+      for (let i = this.#start + Math.max(0, searched - 3); i + 3 < this.#end; i++) {
         if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) {
           const head = latin1(buf.subarray(this.#start, i));
           this.#start = i + 4;
           return head;
         }
       }
-      scanFrom = Math.max(this.#start, this.#end - 3);
+      searched = this.#end - this.#start;
       if (!(await this.#fill())) {
         if (this.buffered === 0) return null;
         throw new RuntimeError("WORKER_CRASHED", "connection closed before message completed");
@@ -233,7 +234,10 @@ function parseResponseHead(head: string, method: string): ParsedHead {
 
 /** Serialises the request head; returns the bytes and whether the body is sent chunked. */
 function requestHead(request: Request, url: URL): { bytes: Uint8Array; chunked: boolean } {
-  let head = `${request.method} ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
+  // Absolute-form target (RFC 9112 §3.2.2): the worker's `req.url` is then exactly the URL the
+  // main service passed, scheme included, instead of being rebuilt from the socket.
+  let head =
+    `${request.method} ${url.origin}${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
   const connectionListed = request.headers.get("connection");
   const dropped = connectionListed
     ? new Set(connectionListed.toLowerCase().split(",").map((s) => s.trim()))

@@ -327,7 +327,7 @@ export class WorkerPool {
         socketPath,
         entryUrl: spec.entryUrl,
         statusToken: crypto.randomUUID(),
-        hiddenEnvNames: plan.hiddenEnvNames,
+        visibleEnvNames: plan.visibleEnvNames,
       },
       bootTimeoutMs: requestWaitTimeoutMs,
       signal: this.#shutdownSignal.signal,

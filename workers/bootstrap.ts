@@ -123,7 +123,10 @@ async function loadFunction(config: WorkerBootConfig, capture: ServeCapture) {
 }
 
 const config = await readConfigAndWatchLifeline();
-for (const name of config.hiddenEnvNames) Deno.env.delete(name);
+const visibleEnvNames = new Set(config.visibleEnvNames);
+for (const name of Object.keys(Deno.env.toObject())) {
+  if (!visibleEnvNames.has(name)) Deno.env.delete(name);
+}
 const capture = installServeCapture();
 // Supabase makes Deno.exit a no-op in user workers: a function cannot end its own worker.
 Object.defineProperty(Deno, "exit", { value: () => {}, writable: true, configurable: true });
