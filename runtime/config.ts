@@ -3,6 +3,7 @@
  * fully defaulted form the rest of the code reads ({@linkcode ResolvedConfig}). Pure.
  */
 
+import { isIP } from "node:net";
 import { isAbsolute, join, resolve } from "node:path";
 import { ConfigError } from "./errors.ts";
 import type { LogLevel } from "./log.ts";
@@ -148,10 +149,10 @@ export function parseEnvFile(text: string, source = "env file"): [string, string
       throw new ConfigError(`Cannot parse line ${index + 1} of ${source}: expected NAME=value`);
     }
     let value = match[2];
-    const quote = value[0];
-    if ((quote === '"' || quote === "'") && value.endsWith(quote) && value.length >= 2) {
-      value = value.slice(1, -1);
-      if (quote === '"') value = value.replaceAll("\\n", "\n");
+    const quoted = /^(["'])(.*)\1\s*(?:#.*)?$/.exec(value);
+    if (quoted) {
+      value = quoted[2];
+      if (quoted[1] === '"') value = value.replaceAll("\\n", "\n");
     } else {
       value = value.replace(/\s+#.*$/, "");
     }
@@ -193,7 +194,7 @@ export function resolveConfig(options: RuntimeOptions, facts: HostFacts): Resolv
     max: 65535,
   }) ?? 9000;
   const hostname = options.ip ?? "0.0.0.0";
-  if (!isIpAddress(hostname)) {
+  if (isIP(hostname) === 0) {
     throw new ConfigError(`Invalid value "${hostname}" for --ip: expected an IP address`);
   }
   const policyText = options.policy ?? "per_worker";
@@ -275,11 +276,4 @@ export function resolveConfig(options: RuntimeOptions, facts: HostFacts): Resolv
     cwd,
     functionEnv: functionEnvFrom(env, envFilePairs),
   });
-}
-
-function isIpAddress(value: string): boolean {
-  if (/^(\d{1,3})(\.\d{1,3}){3}$/.test(value)) {
-    return value.split(".").every((part) => Number(part) <= 255);
-  }
-  return value.includes(":") && /^[0-9a-fA-F:.]+$/.test(value);
 }

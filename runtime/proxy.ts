@@ -187,6 +187,8 @@ type BodyFraming =
 
 interface ParsedHead {
   status: number;
+  /** The worker's reason phrase (Deno.serve sends the canonical one, as Supabase reports). */
+  statusText: string;
   /** Header names and values, flattened: name, value, name, value... */
   headers: string[];
   framing: BodyFraming;
@@ -234,20 +236,19 @@ function parseResponseHead(head: string, method: string): ParsedHead {
     framing = { kind: "close" };
     keepAlive = false;
   }
-  return { status, headers, framing, keepAlive };
+  return { status, statusText: statusLine[3] ?? "", headers, framing, keepAlive };
 }
 
 /**
  * Builds the relayed response. Headers are appended after construction: passing them in the
- * init costs several times more in Deno (the init copies them through the slow iterator). The
- * status text is not kept (as in Supabase: clients see the canonical reason phrase).
+ * init costs several times more in Deno (the init copies them through the slow iterator).
  */
 function buildResponse(
   body: BodyInit | null,
   head: ParsedHead,
   hasWholeBody: boolean,
 ): Response {
-  const response = new Response(body, { status: head.status });
+  const response = new Response(body, { status: head.status, statusText: head.statusText });
   const target = response.headers;
   const { headers } = head;
   for (let i = 0; i < headers.length; i += 2) {
@@ -382,6 +383,14 @@ export class UnixHttpClient {
     return conn;
   }
 
+  async #connectOrFail(): Promise<BufferedConn> {
+    try {
+      return await this.#connect();
+    } catch (error) {
+      throw toRuntimeError(error);
+    }
+  }
+
   #release(conn: BufferedConn, reusable: boolean): void {
     if (reusable && !this.#closed && !conn.isClosed && conn.buffered === 0) {
       this.#idle.push(conn);
@@ -400,12 +409,13 @@ export class UnixHttpClient {
   async request(request: Request, options: ProxyRequestOptions = {}): Promise<Response> {
     const { signal } = options;
     signal?.throwIfAborted();
+    request.signal.throwIfAborted();
     if (this.#closed) {
       throw new RuntimeError("WORKER_CRASHED", "connection closed before message completed");
     }
     const reused = this.#idle.pop();
     try {
-      return await this.#exchange(request, reused ?? await this.#connect(), options);
+      return await this.#exchange(request, reused ?? await this.#connectOrFail(), options);
     } catch (error) {
       // A kept-alive connection the worker closed while idle fails before any response byte;
       // a request without a body can safely go again on a fresh connection.
@@ -413,7 +423,7 @@ export class UnixHttpClient {
         !reused.sawResponseBytes && !(error instanceof DOMException) && !this.#closed &&
         !(signal?.aborted || request.signal.aborted);
       if (!retriable) throw error;
-      return await this.#exchange(request, await this.#connect(), options);
+      return await this.#exchange(request, await this.#connectOrFail(), options);
     }
   }
 
@@ -438,6 +448,13 @@ export class UnixHttpClient {
       options.onDone?.();
     };
     for (const s of signals) s.addEventListener("abort", onAbort);
+    // A signal that fired while the connection was being opened has no event left to deliver.
+    const alreadyAborted = signals.find((s) => s.aborted);
+    if (alreadyAborted) {
+      abortedWith = abortReason(alreadyAborted);
+      finish(false);
+      throw abortedWith;
+    }
 
     let bodyPump: Promise<void> | undefined;
     let bodyWritten = request.body === null;

@@ -252,11 +252,7 @@ export class WorkerPool {
     const { policy, requestWaitTimeoutMs } = this.#options;
     const deadline = performance.now() + requestWaitTimeoutMs;
     const slot = this.#slot(spec.key);
-    if (spec.forceCreate && policy !== "oneshot") {
-      const worker = await this.#boot(slot, spec);
-      if (policy === "per_request") worker.lease(requestWaitTimeoutMs);
-      return worker;
-    }
+    if (spec.forceCreate && policy !== "oneshot") return await this.#boot(slot, spec);
     while (true) {
       this.#assertOpen();
       const warm = this.tryAcquireWarm(spec.key);
@@ -269,9 +265,7 @@ export class WorkerPool {
         }
       } else {
         if (this.#occupancy(slot) < this.#options.maxParallelism) {
-          const worker = await this.#boot(slot, spec);
-          worker.lease(requestWaitTimeoutMs);
-          return worker;
+          return await this.#boot(slot, spec);
         }
       }
       await this.#waitForChange(slot, deadline);
@@ -341,19 +335,23 @@ export class WorkerPool {
       if (!this.#closed) {
         logger.error(`worker for "${spec.functionName}" failed to boot: ${formatError(error)}`);
       }
+      this.#notify(slot);
       throw error;
     } finally {
       this.#spawning.delete(spawning);
       slot.booting--;
-      this.#notify(slot);
     }
     if (this.#closed) {
+      this.#notify(slot);
       await process.kill("TerminationRequested");
       throw new RuntimeError("WORKER_KILLED", "the runtime is shutting down");
     }
     const worker = new PooledWorker({ id, key: spec.key, process }, (w) => this.#onIdle(w));
+    // Lease before anyone waiting on the slot can see the worker: it belongs to this caller.
+    if (this.#options.policy !== "per_worker") worker.lease(requestWaitTimeoutMs);
     slot.workers.add(worker);
     this.#byId.set(id, worker);
+    this.#notify(slot);
     logger.debug(
       `worker ${process.pid} for "${spec.functionName}" ready in ${
         process.bootTimeMs.toFixed(1)

@@ -47,31 +47,32 @@ export interface WithRuntimeOptions {
   cwd?: string;
 }
 
-/** Parent pid of `pid`, from `/proc/<pid>/stat`, or undefined when it is gone or a zombie. */
-async function parentOf(pid: number): Promise<number | undefined> {
-  try {
-    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (fields[0] === "Z") return undefined;
-    return Number(fields[1]);
-  } catch {
-    return undefined;
+/** Live processes as pid → parent pid, from `ps` (Deno reads /proc only with --allow-all). */
+async function processTable(): Promise<Map<number, number>> {
+  const { stdout } = await new Deno.Command("ps", {
+    args: ["-A", "-o", "pid=,ppid=,stat="],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  const table = new Map<number, number>();
+  for (const line of new TextDecoder().decode(stdout).split("\n")) {
+    const [pid, ppid, stat] = line.trim().split(/\s+/);
+    if (!pid || stat?.startsWith("Z")) continue;
+    table.set(Number(pid), Number(ppid));
   }
+  return table;
 }
 
 /** Ids of the live children of `pid`. */
 export async function childPidsOf(pid: number): Promise<number[]> {
   const out: number[] = [];
-  for await (const entry of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    if ((await parentOf(Number(entry.name))) === pid) out.push(Number(entry.name));
-  }
+  for (const [child, parent] of await processTable()) if (parent === pid) out.push(child);
   return out;
 }
 
 /** True while `pid` is a live (non-zombie) process. */
 export async function isAlive(pid: number): Promise<boolean> {
-  return (await parentOf(pid)) !== undefined;
+  return (await processTable()).has(pid);
 }
 
 /** Polls `check` every 10 ms until it is true or `timeoutMs` passes. */

@@ -1,0 +1,22 @@
+# One container = one main runtime. Build: docker build -t edge-runtime .
+# Run:   docker run --rm -p 9000:9000 -v "$PWD/functions:/app/functions:ro" edge-runtime
+FROM denoland/deno:2.9.6
+
+WORKDIR /app
+# The module cache lives inside the image so workers start without the network.
+ENV DENO_DIR=/app/.deno-cache
+COPY deno.json deno.lock ./
+COPY main.ts ./
+COPY runtime/ runtime/
+COPY workers/ workers/
+COPY functions/ functions/
+RUN deno cache --frozen main.ts workers/bootstrap.ts functions/*/index.ts \
+  && chown -R deno:deno /app/.deno-cache
+
+USER deno
+EXPOSE 9000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["deno", "eval", "const r = await fetch('http://127.0.0.1:9000/_internal/health'); Deno.exit(r.ok ? 0 : 1)"]
+# deno is PID 1 here: main.ts handles SIGTERM itself (drain, then exit) and leaves no worker behind.
+ENTRYPOINT ["deno", "run", "--allow-all", "--unstable-no-legacy-abort", "--frozen", "main.ts", "start"]
+CMD ["--functions", "/app/functions", "--port", "9000"]
