@@ -291,6 +291,17 @@ export async function resolveWorkerSpec(
  */
 export function createUserWorkersClass(deps: UserWorkersDeps): UserWorkerClass {
   const { pool, config } = deps;
+  // servicePath as given → pool key; main services pass the same few strings again and again.
+  const keyCache = new Map<string, string>();
+  const poolKey = (servicePath: string): string => {
+    let key = keyCache.get(servicePath);
+    if (key === undefined) {
+      if (keyCache.size >= 1024) keyCache.clear();
+      key = resolve(config.cwd, servicePath);
+      keyCache.set(servicePath, key);
+    }
+    return key;
+  };
 
   class UserWorker implements UserWorkerInstance {
     readonly key: string;
@@ -307,7 +318,7 @@ export function createUserWorkersClass(deps: UserWorkersDeps): UserWorkerClass {
         typeof options.servicePath === "string" &&
         options.forceCreate !== true
       ) {
-        const warm = pool.tryAcquireWarm(resolve(config.cwd, options.servicePath));
+        const warm = pool.tryAcquireWarm(poolKey(options.servicePath));
         if (warm) return new UserWorker(warm.id);
       }
       const spec = await resolveWorkerSpec(options, config).catch((error) => {
@@ -336,8 +347,11 @@ export function createUserWorkersClass(deps: UserWorkersDeps): UserWorkerClass {
 
     async fetch(request: Request, options: UserWorkerFetchOptions = {}): Promise<Response> {
       assertType(request instanceof Request, "worker.fetch() needs a Request");
-      options.signal?.throwIfAborted();
       const worker = pool.get(this.key);
+      if (options.signal?.aborted) {
+        worker?.releaseLease();
+        options.signal.throwIfAborted();
+      }
       if (!worker) {
         throw toWorkerApiError(new RuntimeError("WORKER_CRASHED", "user worker not available"));
       }

@@ -93,6 +93,11 @@ export class PooledWorker {
     this.#leaseTimer = setTimeout(() => this.#releaseLease(), timeoutMs);
   }
 
+  /** Gives the worker back before use (the caller's request was aborted before it was sent). */
+  releaseLease(): void {
+    this.#releaseLease();
+  }
+
   #releaseLease(): void {
     clearTimeout(this.#leaseTimer);
     this.#leaseTimer = undefined;
@@ -120,7 +125,10 @@ export class PooledWorker {
    *   `WORKER_CRASHED`
    */
   async fetch(request: Request, signal?: AbortSignal): Promise<Response> {
-    signal?.throwIfAborted();
+    if (signal?.aborted) {
+      this.#releaseLease();
+      signal.throwIfAborted();
+    }
     const { evaluationError } = this.process;
     if (evaluationError !== undefined) throw new RuntimeError("EVALUATION_FAILED", evaluationError);
     if (this.#state === "ended") throw this.#gone();
@@ -231,8 +239,16 @@ export class WorkerPool {
     if (!slot || this.#closed) return undefined;
     const { policy, requestWaitTimeoutMs } = this.#options;
     if (policy === "per_worker") {
-      const ready = [...slot.workers].filter((w) => w.state === "ready");
-      return ready.length > 0 ? ready[slot.nextIndex++ % ready.length] : undefined;
+      // Round-robin over ready workers without allocating: the n-th ready one, n advancing.
+      let readyCount = 0;
+      for (const worker of slot.workers) if (worker.state === "ready") readyCount++;
+      if (readyCount === 0) return undefined;
+      let skip = slot.nextIndex++ % readyCount;
+      for (const worker of slot.workers) {
+        if (worker.state !== "ready") continue;
+        if (skip-- === 0) return worker;
+      }
+      return undefined;
     }
     for (const worker of slot.workers) {
       if (worker.state === "ready" && !worker.isLeased && worker.inflight === 0) {
@@ -392,8 +408,14 @@ export class WorkerPool {
     if (slot) this.#notify(slot);
   }
 
-  /** Ends every worker with no request in flight. @returns how many were ended */
+  /**
+   * Ends every idle worker. As in Supabase, only `per_worker` workers take part: under the other
+   * policies idle workers are the pool's spare capacity.
+   *
+   * @returns how many were ended
+   */
   cleanupIdle(): number {
+    if (this.#options.policy !== "per_worker") return 0;
     let count = 0;
     for (const worker of this.#byId.values()) {
       if (worker.state === "ended" || worker.inflight > 0 || worker.isLeased) continue;

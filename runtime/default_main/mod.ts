@@ -108,14 +108,26 @@ export function createDefaultMainService(options: DefaultMainOptions): ServeHand
       }),
   );
 
+  // One options object per function name, built once: this runs on every request.
+  const optionsByName = new Map<string, Record<string, unknown>>();
+  const createOptionsFor = (name: string) => {
+    let options = optionsByName.get(name);
+    if (!options) {
+      if (optionsByName.size >= 1024) optionsByName.clear();
+      options = Object.freeze({
+        servicePath: join(functionsPath, name),
+        envVars,
+        ...DEFAULT_WORKER_LIMITS,
+        noModuleCache: false,
+        forceCreate: false,
+      });
+      optionsByName.set(name, options);
+    }
+    return options;
+  };
+
   const callFunction = async (name: string, request: Request): Promise<Response> => {
-    const createOptions = {
-      servicePath: join(functionsPath, name),
-      envVars,
-      ...DEFAULT_WORKER_LIMITS,
-      noModuleCache: false,
-      forceCreate: false,
-    };
+    const createOptions = createOptionsFor(name);
     // A worker that retires between create() and fetch() is retried once with a fresh one.
     try {
       return await (await api.userWorkers.create(createOptions)).fetch(request);

@@ -117,6 +117,17 @@ Deno.test("pool (per_request) makes create() wait for a busy worker within the r
       assert.equal((await call(`${rt.url}/slow?ms=0`)).status, 200);
       await assertServedOneAfterOther(rt.url);
     });
+
+    await t.step("a fetch aborted before it was sent gives the worker back at once", async () => {
+      const aborted = await call<{ msg: string }>(`${rt.url}/slow?ms=0`, {
+        "x-abort-before-fetch": "true",
+      });
+      assert.equal(aborted.body.msg, "AbortError: The signal has been aborted");
+      const startedAt = Date.now();
+      assert.equal((await call(`${rt.url}/slow?ms=0`)).status, 200);
+      // Without the release the next caller would wait out the 5 s lease.
+      assert.ok(Date.now() - startedAt < 2500, `took ${Date.now() - startedAt} ms`);
+    });
   });
 });
 

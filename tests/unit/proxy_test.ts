@@ -452,14 +452,10 @@ Deno.test("UnixHttpClient.request() rejects with AbortError on an already-aborte
   assert.equal(hits, 0);
 });
 
-// BUG: UnixHttpClient.request() checks only `options.signal` up front and listens for "abort" on
-// `request.signal` afterwards, so a Request whose own signal is already aborted is sent anyway
-// (the listener never fires for an event that already happened) and resolves with the worker's
-// response. Its doc says the client honours `request.signal`.
-// Repro: client.request(new Request(url, { signal: AbortSignal.abort() })) resolves with 200.
+// Regression: the request's own signal was not checked up front, so a Request whose signal was
+// already aborted was sent anyway (the "abort" listener never fires for a past event).
 Deno.test({
   name: "UnixHttpClient.request() rejects with AbortError when the request's signal is aborted",
-  ignore: false,
   fn: async () => {
     await using socket = await tempSocket();
     await using _server = serveOn(socket.path, () => new Response("should not happen"));
@@ -469,14 +465,10 @@ Deno.test({
   },
 });
 
-// BUG: UnixHttpClient.request() adds its "abort" listeners only in #exchange(), after
-// `await this.#connect()`. A signal aborted while the connection is being opened is never seen:
-// the request is sent and resolves with the worker's response instead of rejecting.
-// Repro: const ac = new AbortController(); const p = client.request(req, { signal: ac.signal });
-// ac.abort(); await p; // resolves with 200 on a client with no idle connection
+// Regression: the "abort" listeners were added only after the connection was open, so a signal
+// aborted while connecting was never seen and the request went through.
 Deno.test({
   name: "UnixHttpClient.request() rejects with AbortError when aborted while connecting",
-  ignore: false,
   fn: async () => {
     await using socket = await tempSocket();
     await using _server = serveOn(socket.path, () => new Response("should not happen"));
@@ -541,6 +533,46 @@ Deno.test("UnixHttpClient.request() cancels the worker's stream when aborted mid
   await reader.cancel().catch(() => {});
   assert.equal(done, true, "onDone ran");
   assert.equal(client.connectionCount, 0, "the aborted connection was dropped");
+});
+
+// BUG: after an abort mid-body, the relayed body errors with the internal
+// RuntimeError("WORKER_CRASHED", "connection closed before message completed") (cause:
+// BadResource) instead of the signal's reason: the abort closes the connection and #bodyStream()
+// turns the failed read into WORKER_CRASHED without knowing about the abort. fetch() errors the
+// body with the AbortError, and request() documents "the signal's reason when aborted"; as it is,
+// a main service sees a client abort as a worker crash, through a class that is not on the
+// Supabase surface. Repro: read one chunk of a streamed response, abort the signal, read again:
+// the read rejects with RuntimeError code WORKER_CRASHED (same for chunked, length and close).
+Deno.test({
+  name: "UnixHttpClient.request() errors the body with the abort reason when aborted mid-body",
+  ignore: true,
+  fn: async () => {
+    await using socket = await tempSocket();
+    const cancelled = deferred<unknown>();
+    await using _server = serveOn(socket.path, () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            controller.enqueue(encoder.encode("chunk"));
+            await cancelled.promise;
+          },
+          cancel(reason) {
+            cancelled.resolve(reason);
+          },
+        }),
+      ));
+    using client = clientFor(socket.path);
+    const controller = new AbortController();
+    const response = await client.request(new Request("http://localhost/"), {
+      signal: controller.signal,
+    });
+    assert.ok(response.body);
+    const reader = response.body.getReader();
+    await within(reader.read(), 2000, "the first chunk");
+    controller.abort();
+    await within(cancelled.promise, 2000, "the worker's stream to be cancelled");
+    await assert.rejects(reader.read(), isAbortError);
+  },
 });
 
 Deno.test("UnixHttpClient.request() cancels the worker's stream when the body is cancelled", async () => {
@@ -620,14 +652,28 @@ Deno.test("UnixHttpClient.request() fails with WORKER_CRASHED after close()", as
   );
 });
 
-Deno.test("UnixHttpClient.request() fails with WORKER_CRASHED when nothing listens", async () => {
-  await using socket = await tempSocket();
-  using client = clientFor(socket.path);
-  await assert.rejects(
-    client.request(new Request("http://localhost/")),
-    isRuntimeError("WORKER_CRASHED"),
-  );
-  assert.equal(client.connectionCount, 0);
+// Regression: a failed connect escaped as Deno's NotFound / ConnectionRefused instead of a
+// RuntimeError, so the worker API passed it on untranslated (a 500 "internal" answer).
+Deno.test("UnixHttpClient.request() fails with WORKER_CRASHED when nothing listens", async (t) => {
+  await t.step("no socket file", async () => {
+    await using socket = await tempSocket();
+    using client = clientFor(socket.path);
+    await assert.rejects(
+      client.request(new Request("http://localhost/")),
+      isRuntimeError("WORKER_CRASHED"),
+    );
+    assert.equal(client.connectionCount, 0);
+  });
+  await t.step("a path that is not a socket", async () => {
+    await using socket = await tempSocket();
+    await Deno.writeTextFile(socket.path, "not a socket");
+    using client = clientFor(socket.path);
+    await assert.rejects(
+      client.request(new Request("http://localhost/")),
+      isRuntimeError("WORKER_CRASHED"),
+    );
+    assert.equal(client.connectionCount, 0);
+  });
 });
 
 // --- misbehaving worker (raw server) ------------------------------------------------------------
