@@ -60,6 +60,8 @@ class BufferedConn {
   #buf: Uint8Array<ArrayBuffer> = new Uint8Array(READ_CHUNK_BYTES);
   #start = 0;
   #end = 0;
+  /** Offset up to which the buffer was searched for the end of a head. */
+  #scanned = 0;
   #closed = false;
   /** True once a response byte was read on this connection during the current exchange. */
   sawResponseBytes = false;
@@ -92,12 +94,13 @@ class BufferedConn {
   }
 
   /** Reads more bytes into the buffer; false at end of stream. */
-  async #fill(): Promise<boolean> {
-    if (this.#start === this.#end) this.#start = this.#end = 0;
+  async fill(): Promise<boolean> {
+    if (this.#start === this.#end) this.#start = this.#end = this.#scanned = 0;
     if (this.#end === this.#buf.length) {
       const live = this.#end - this.#start;
       if (this.#start > 0) {
         this.#buf.copyWithin(0, this.#start, this.#end);
+        this.#scanned -= this.#start;
       } else {
         if (this.#buf.length >= MAX_HEAD_BYTES) {
           throw new RuntimeError("BAD_RESPONSE", "response head is too large");
@@ -116,25 +119,35 @@ class BufferedConn {
     return true;
   }
 
+  /**
+   * Takes a complete head (through CRLF CRLF) from the buffer, or returns undefined when more
+   * bytes are needed. Synchronous, so the common case costs no extra promise.
+   */
+  takeHead(): string | undefined {
+    const buf = this.#buf;
+    const end = this.#end;
+    for (let i = Math.max(this.#start, this.#scanned - 3); i + 3 < end; i++) {
+      if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) {
+        const head = latin1(buf.subarray(this.#start, i));
+        this.#start = this.#scanned = i + 4;
+        return head;
+      }
+    }
+    this.#scanned = end;
+    return undefined;
+  }
+
   /** Reads through the next CRLF CRLF and returns the head text, or null at a clean EOF. */
   async readHead(): Promise<string | null> {
-    // Bytes after #start already searched; relative, because #fill may move the window.
-    let searched = 0;
-    while (true) {
-      const buf = this.#buf;
-      for (let i = this.#start + Math.max(0, searched - 3); i + 3 < this.#end; i++) {
-        if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) {
-          const head = latin1(buf.subarray(this.#start, i));
-          this.#start = i + 4;
-          return head;
-        }
-      }
-      searched = this.#end - this.#start;
-      if (!(await this.#fill())) {
+    let head = this.takeHead();
+    while (head === undefined) {
+      if (!(await this.fill())) {
         if (this.buffered === 0) return null;
         throw new RuntimeError("WORKER_CRASHED", "connection closed before message completed");
       }
+      head = this.takeHead();
     }
+    return head;
   }
 
   /** Reads one CRLF-terminated line (chunk sizes, trailers). */
@@ -148,7 +161,7 @@ class BufferedConn {
           return line;
         }
       }
-      if (!(await this.#fill())) {
+      if (!(await this.fill())) {
         throw new RuntimeError("WORKER_CRASHED", "connection closed before message completed");
       }
     }
@@ -338,6 +351,64 @@ export interface ProxyRequestOptions {
   onDone?: () => void;
 }
 
+/** Period of the sweep that starts watching clients' signals for slow response heads. */
+const CLIENT_WATCH_PERIOD_MS = 20;
+
+/** An exchange waiting for its response head, with the hook that aborts it. */
+interface PendingHead {
+  /** The client's request; its `signal` is read only once the head is late. */
+  readonly request: Request;
+  readonly onAbort: (event: Event) => void;
+  /** Set by the first sweep that sees the head still pending; the next one starts watching. */
+  seen: boolean;
+  watching: boolean;
+}
+
+/**
+ * Watches clients' `request.signal` only for exchanges whose response head is slow to come
+ * (pending across two sweeps, so 20 to 40 ms). Reading `request.signal` of a `Deno.serve`
+ * request makes Deno set up a cancellation watch for it, which cost a sizeable share of the
+ * relay's throughput in our measurements; fast answers never need it, and a client that leaves
+ * mid-body is seen through the body stream's `cancel()`. One shared timer runs while anything is
+ * pending.
+ */
+class ClientAbortWatch {
+  readonly #pending = new Set<PendingHead>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  add(head: PendingHead): void {
+    this.#pending.add(head);
+    if (this.#timer !== undefined) return;
+    this.#timer = setInterval(() => this.#sweep(), CLIENT_WATCH_PERIOD_MS);
+    Deno.unrefTimer(this.#timer as unknown as number);
+  }
+
+  delete(head: PendingHead): void {
+    if (!this.#pending.delete(head)) return;
+    if (head.watching) head.request.signal.removeEventListener("abort", head.onAbort);
+    if (this.#pending.size === 0) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  #sweep(): void {
+    for (const head of this.#pending) {
+      if (head.watching) continue;
+      if (!head.seen) {
+        head.seen = true;
+        continue;
+      }
+      head.watching = true;
+      const { signal } = head.request;
+      signal.addEventListener("abort", head.onAbort);
+      if (signal.aborted) head.onAbort(new Event("abort"));
+    }
+  }
+}
+
+const clientAbortWatch = new ClientAbortWatch();
+
 function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException("The signal has been aborted", "AbortError");
 }
@@ -402,6 +473,8 @@ export class UnixHttpClient {
 
   /**
    * Sends `request` to the worker and resolves with its response head; the body streams after.
+   * `options.signal` is honoured at once; the client's `request.signal` from the moment the
+   * response head is late (see {@linkcode ClientAbortWatch}).
    *
    * @throws {RuntimeError} `WORKER_CRASHED` when the connection fails, `BAD_RESPONSE` on
    *   malformed HTTP; the signal's reason when aborted
@@ -409,7 +482,6 @@ export class UnixHttpClient {
   async request(request: Request, options: ProxyRequestOptions = {}): Promise<Response> {
     const { signal } = options;
     signal?.throwIfAborted();
-    request.signal.throwIfAborted();
     if (this.#closed) {
       throw new RuntimeError("WORKER_CRASHED", "connection closed before message completed");
     }
@@ -433,34 +505,45 @@ export class UnixHttpClient {
     options: ProxyRequestOptions,
   ): Promise<Response> {
     conn.sawResponseBytes = false;
-    const signals = [request.signal, options.signal].filter((s): s is AbortSignal => !!s);
+    const callerSignal = options.signal;
     let finished = false;
     let abortedWith: unknown;
     const onAbort = (event: Event) => {
-      abortedWith = abortReason(event.target as AbortSignal);
+      if (abortedWith !== undefined) return;
+      const target = event.target instanceof AbortSignal ? event.target : request.signal;
+      abortedWith = abortReason(target);
       conn.close();
+    };
+    // The caller's own signal is watched at once; the client's only if the head is slow.
+    const pendingHead: PendingHead = {
+      request,
+      onAbort,
+      seen: false,
+      watching: false,
     };
     const finish = (reusable: boolean) => {
       if (finished) return;
       finished = true;
-      for (const s of signals) s.removeEventListener("abort", onAbort);
+      clientAbortWatch.delete(pendingHead);
+      callerSignal?.removeEventListener("abort", onAbort);
       this.#release(conn, reusable && abortedWith === undefined);
       options.onDone?.();
     };
-    for (const s of signals) s.addEventListener("abort", onAbort);
+    callerSignal?.addEventListener("abort", onAbort);
     // A signal that fired while the connection was being opened has no event left to deliver.
-    const alreadyAborted = signals.find((s) => s.aborted);
-    if (alreadyAborted) {
-      abortedWith = abortReason(alreadyAborted);
+    if (callerSignal?.aborted) {
+      abortedWith = abortReason(callerSignal);
       finish(false);
       throw abortedWith;
     }
+    clientAbortWatch.add(pendingHead);
 
     let bodyPump: Promise<void> | undefined;
     let bodyWritten = request.body === null;
     try {
       const head = requestHead(request);
-      await conn.writeAll(head.bytes);
+      const written = await conn.conn.write(head.bytes);
+      if (written < head.bytes.length) await conn.writeAll(head.bytes.subarray(written));
       if (request.body !== null) {
         bodyPump = pumpRequestBody(request.body, conn, head.chunked).then(() => {
           bodyWritten = true;
@@ -470,12 +553,13 @@ export class UnixHttpClient {
       }
       let parsed: ParsedHead;
       do {
-        const text = await conn.readHead();
+        const text = conn.takeHead() ?? await conn.readHead();
         if (text === null) {
           throw new RuntimeError("WORKER_CRASHED", "connection closed before message completed");
         }
         parsed = parseResponseHead(text, request.method);
       } while (parsed.status >= 100 && parsed.status < 200 && parsed.status !== 101);
+      clientAbortWatch.delete(pendingHead);
       const { framing } = parsed;
       if (framing.kind === "none") {
         finish(parsed.keepAlive && bodyWritten);
@@ -488,7 +572,12 @@ export class UnixHttpClient {
           return buildResponse(whole, parsed, true);
         }
       }
-      const body = this.#bodyStream(conn, framing, () => finish(parsed.keepAlive && bodyWritten));
+      const body = this.#bodyStream(
+        conn,
+        framing,
+        () => finish(parsed.keepAlive && bodyWritten),
+        () => abortedWith,
+      );
       return buildResponse(body, parsed, false);
     } catch (error) {
       finish(false);
@@ -497,7 +586,12 @@ export class UnixHttpClient {
     }
   }
 
-  #bodyStream(conn: BufferedConn, framing: BodyFraming, done: () => void) {
+  #bodyStream(
+    conn: BufferedConn,
+    framing: BodyFraming,
+    done: () => void,
+    abortedWith: () => unknown,
+  ) {
     let remaining = framing.kind === "length" ? framing.length : 0;
     let chunkLeft = 0;
     let ended = false;
@@ -555,7 +649,7 @@ export class UnixHttpClient {
           ended = true;
           conn.close();
           done();
-          controller.error(toRuntimeError(error));
+          controller.error(abortedWith() ?? toRuntimeError(error));
         }
       },
       cancel: () => {

@@ -120,6 +120,26 @@ Deno.test("proxy relays streams, aborts, null bodies and many requests to worker
       assert.ok(received[0].at < lastProducedAt, "the first chunk was buffered until the end");
     });
 
+    await t.step(
+      "a client that leaves before the response head aborts the function's request",
+      async () => {
+        const aborts = async () =>
+          JSON.parse((await fetchText(`${runtime.url}/abort-observer/aborts`)).body).aborts;
+        const before = await aborts();
+        const controller = new AbortController();
+        const pending = fetch(`${runtime.url}/abort-observer/wait`, { signal: controller.signal });
+        await waitFor(async () => (await runtime.childPids()).length > 0, 3000, "a worker");
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        controller.abort();
+        await assert.rejects(pending);
+        await waitFor(
+          async () => (await aborts()) > before,
+          3000,
+          "the worker's req.signal to abort",
+        );
+      },
+    );
+
     await t.step("a client that stops reading cancels the function's stream", async () => {
       const pidsBefore = (await runtime.childPids()).sort();
       const cancelsBefore = await cancelCount(runtime.url);

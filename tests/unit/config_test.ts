@@ -270,15 +270,14 @@ Deno.test("resolveConfig() throws ConfigError naming the flag on a bad value", a
   }
 });
 
-Deno.test({
-  name: "resolveConfig() throws ConfigError on a malformed IPv6 or HOST:PORT --ip",
-  fn: async (t) => {
-    for (const ip of ["127.0.0.1:9000", ":", "1::2::3", "12345::1", "1:2:3:4:5:6:7:8:9"]) {
-      await t.step(ip, () => {
-        assertConfigError({ ip }, ["--ip"]);
-      });
-    }
-  },
+// Regression: the IPv6 check accepted any mix of hex digits, dots and colons, so a HOST:PORT given
+// by mistake passed and failed only at bind time, with a URIError instead of a ConfigError.
+Deno.test("resolveConfig() throws ConfigError on a malformed IPv6 or HOST:PORT --ip", async (t) => {
+  for (const ip of ["127.0.0.1:9000", ":", "1::2::3", "12345::1", "1:2:3:4:5:6:7:8:9"]) {
+    await t.step(ip, () => {
+      assertConfigError({ ip }, ["--ip"]);
+    });
+  }
 });
 
 Deno.test("resolveConfig() names the env file in a parse error", () => {
@@ -393,9 +392,8 @@ Deno.test('parseEnvFile() calls the source "env file" by default', () => {
   assert.throws(() => parseEnvFile("oops"), /of env file:/);
 });
 
-Deno.test({
-  name: "parseEnvFile() strips the quotes of a quoted value followed by a comment",
-  fn: () => {
-    assert.deepEqual(parseEnvFile("A=\"x\" # note\nB='y' # note"), [["A", "x"], ["B", "y"]]);
-  },
+// Regression: a quoted value followed by a comment kept its quotes (`A="x" # note` gave `"x"`),
+// unlike std/dotenv and godotenv (used by the Supabase CLI).
+Deno.test("parseEnvFile() strips the quotes of a quoted value followed by a comment", () => {
+  assert.deepEqual(parseEnvFile("A=\"x\" # note\nB='y' # note"), [["A", "x"], ["B", "y"]]);
 });
