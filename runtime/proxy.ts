@@ -23,6 +23,7 @@ const HOP_BY_HOP = new Set([
 
 const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
 const READ_CHUNK_BYTES = 64 * 1024;
+const HEAD_SCRATCH_BYTES = 8 * 1024;
 const MAX_HEAD_BYTES = 256 * 1024;
 const CRLF = new Uint8Array([13, 10]);
 const LAST_CHUNK = new TextEncoder().encode("0\r\n\r\n");
@@ -57,6 +58,8 @@ function isAscii(text: string): boolean {
 /** One kept-alive connection with a read buffer. */
 class BufferedConn {
   readonly conn: Deno.UnixConn;
+  /** Where request heads are encoded; free again once they are written. */
+  readonly headScratch = new Uint8Array(HEAD_SCRATCH_BYTES);
   #buf: Uint8Array<ArrayBuffer> = new Uint8Array(READ_CHUNK_BYTES);
   #start = 0;
   #end = 0;
@@ -182,10 +185,13 @@ class BufferedConn {
     return n === out.length ? out : out.subarray(0, n);
   }
 
-  /** Takes exactly `length` already-buffered bytes, or undefined if fewer are buffered. */
-  takeBuffered(length: number): Uint8Array<ArrayBuffer> | undefined {
+  /**
+   * Takes exactly `length` already-buffered bytes as a view into the connection's buffer (valid
+   * only until the next read: copy or decode it at once), or undefined if fewer are buffered.
+   */
+  takeBufferedView(length: number): Uint8Array<ArrayBuffer> | undefined {
     if (this.buffered < length) return undefined;
-    const out = this.#buf.slice(this.#start, this.#start + length);
+    const out = this.#buf.subarray(this.#start, this.#start + length);
     this.#start += length;
     return out;
   }
@@ -209,20 +215,34 @@ interface ParsedHead {
 }
 
 function parseResponseHead(head: string, method: string): ParsedHead {
-  const lines = head.split("\r\n");
-  const statusLine = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0]);
-  if (!statusLine) throw new RuntimeError("BAD_RESPONSE", "malformed response status line");
-  const status = Number(statusLine[2]);
+  // "HTTP/1.x NNN reason", read by position: this runs for every response.
+  const firstEnd = head.indexOf("\r\n");
+  const statusLine = firstEnd === -1 ? head : head.slice(0, firstEnd);
+  const minor = statusLine.charCodeAt(7);
+  const status = Number(statusLine.slice(9, 12));
+  if (
+    !statusLine.startsWith("HTTP/1.") || (minor !== 48 && minor !== 49) ||
+    statusLine.charCodeAt(8) !== 32 || !Number.isInteger(status) || status < 100 ||
+    (statusLine.length > 12 && statusLine.charCodeAt(12) !== 32)
+  ) {
+    throw new RuntimeError("BAD_RESPONSE", "malformed response status line");
+  }
+  const statusText = statusLine.length > 13 ? statusLine.slice(13) : "";
   const headers: string[] = [];
   let contentLength: number | undefined;
   let chunked = false;
-  let keepAlive = statusLine[1] === "1";
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i];
-    const colon = line.indexOf(":");
-    if (colon <= 0) throw new RuntimeError("BAD_RESPONSE", "malformed response header line");
-    const name = line.slice(0, colon).toLowerCase();
-    const value = line.slice(colon + 1).trim();
+  let keepAlive = minor === 49;
+  let lineStart = firstEnd === -1 ? head.length : firstEnd + 2;
+  while (lineStart < head.length) {
+    let lineEnd = head.indexOf("\r\n", lineStart);
+    if (lineEnd === -1) lineEnd = head.length;
+    const colon = head.indexOf(":", lineStart);
+    if (colon <= lineStart || colon > lineEnd) {
+      throw new RuntimeError("BAD_RESPONSE", "malformed response header line");
+    }
+    const name = head.slice(lineStart, colon).toLowerCase();
+    const value = head.slice(colon + 1, lineEnd).trim();
+    lineStart = lineEnd + 2;
     if (name === "content-length") {
       contentLength = Number(value);
       if (!Number.isSafeInteger(contentLength) || contentLength < 0) {
@@ -240,17 +260,21 @@ function parseResponseHead(head: string, method: string): ParsedHead {
   }
   let framing: BodyFraming;
   if (method === "HEAD" || NULL_BODY_STATUSES.has(status) || (status >= 100 && status < 200)) {
-    framing = { kind: "none" };
+    framing = NO_BODY;
   } else if (chunked) {
-    framing = { kind: "chunked" };
+    framing = CHUNKED_BODY;
   } else if (contentLength !== undefined) {
     framing = { kind: "length", length: contentLength };
   } else {
-    framing = { kind: "close" };
+    framing = CLOSE_DELIMITED_BODY;
     keepAlive = false;
   }
-  return { status, statusText: statusLine[3] ?? "", headers, framing, keepAlive };
+  return { status, statusText, headers, framing, keepAlive };
 }
+
+const NO_BODY: BodyFraming = { kind: "none" };
+const CHUNKED_BODY: BodyFraming = { kind: "chunked" };
+const CLOSE_DELIMITED_BODY: BodyFraming = { kind: "close" };
 
 /**
  * Builds the relayed response. Headers are appended after construction: passing them in the
@@ -264,12 +288,41 @@ function buildResponse(
   const response = new Response(body, { status: head.status, statusText: head.statusText });
   const target = response.headers;
   const { headers } = head;
+  // A string body makes the constructor add a text/plain content-type: the worker's one (or
+  // none) must replace it, not join it.
+  let contentTypeSeen = typeof body !== "string";
   for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i];
     // With a whole body in hand, Deno.serve sets content-length itself.
-    if (hasWholeBody && headers[i] === "content-length") continue;
-    target.append(headers[i], headers[i + 1]);
+    if (hasWholeBody && name === "content-length") continue;
+    if (!contentTypeSeen && name === "content-type") {
+      contentTypeSeen = true;
+      target.set(name, headers[i + 1]);
+      continue;
+    }
+    target.append(name, headers[i + 1]);
   }
+  if (!contentTypeSeen) target.delete("content-type");
   return response;
+}
+
+/** Small bodies are relayed as strings when they are valid UTF-8 (cheaper than bytes in Deno). */
+const STRING_BODY_MAX_BYTES = 16 * 1024;
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * The body as a string when that round-trips byte for byte, else a copy of the bytes. `view`
+ * points into a connection buffer, so nothing may keep it.
+ */
+function ownedBody(view: Uint8Array<ArrayBuffer>): string | Uint8Array<ArrayBuffer> {
+  if (view.length <= STRING_BODY_MAX_BYTES) {
+    try {
+      return strictUtf8.decode(view);
+    } catch {
+      // Not UTF-8: relay the bytes.
+    }
+  }
+  return view.slice();
 }
 
 /** The absolute URL without its fragment, and its `host[:port]`, read without `new URL()`. */
@@ -288,8 +341,14 @@ function splitTarget(url: string): { target: string; host: string } {
   return { target, host: at === -1 ? host : host.slice(at + 1) };
 }
 
-/** Serialises the request head; returns the bytes and whether the body is sent chunked. */
-function requestHead(request: Request): { bytes: Uint8Array; chunked: boolean } {
+/**
+ * Serialises the request head into `scratch` when it fits (a fresh array otherwise); returns the
+ * bytes and whether the body is sent chunked.
+ */
+function requestHead(
+  request: Request,
+  scratch: Uint8Array,
+): { bytes: Uint8Array; chunked: boolean } {
   // Absolute-form target (RFC 9112 §3.2.2): the worker's `req.url` is then exactly the URL the
   // main service passed, scheme included, instead of being rebuilt from the socket.
   const { target, host } = splitTarget(request.url);
@@ -312,7 +371,12 @@ function requestHead(request: Request): { bytes: Uint8Array; chunked: boolean } 
     request.method !== "HEAD"
   ) head += "content-length: 0\r\n";
   head += "\r\n";
-  return { bytes: isAscii(head) ? encoder.encode(head) : latin1Bytes(head), chunked };
+  if (!isAscii(head)) return { bytes: latin1Bytes(head), chunked };
+  // encodeInto a reused buffer is several times cheaper than encode(), which allocates.
+  if (head.length <= scratch.length) {
+    return { bytes: scratch.subarray(0, encoder.encodeInto(head, scratch).written), chunked };
+  }
+  return { bytes: encoder.encode(head), chunked };
 }
 
 async function pumpRequestBody(
@@ -541,7 +605,7 @@ export class UnixHttpClient {
     let bodyPump: Promise<void> | undefined;
     let bodyWritten = request.body === null;
     try {
-      const head = requestHead(request);
+      const head = requestHead(request, conn.headScratch);
       const written = await conn.conn.write(head.bytes);
       if (written < head.bytes.length) await conn.writeAll(head.bytes.subarray(written));
       if (request.body !== null) {
@@ -566,10 +630,11 @@ export class UnixHttpClient {
         return buildResponse(null, parsed, false);
       }
       if (framing.kind === "length") {
-        const whole = conn.takeBuffered(framing.length);
-        if (whole) {
+        const view = conn.takeBufferedView(framing.length);
+        if (view) {
+          const body = ownedBody(view);
           finish(parsed.keepAlive && bodyWritten);
-          return buildResponse(whole, parsed, true);
+          return buildResponse(body, parsed, true);
         }
       }
       const body = this.#bodyStream(

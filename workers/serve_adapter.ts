@@ -30,24 +30,32 @@ function logHandlerError(error: unknown): void {
  */
 export function serveOnSocket(options: ServeOnSocketOptions): Deno.HttpServer<Deno.UnixAddr> {
   const { handler, onError } = options;
-  const guarded = async (request: Request, info: Deno.ServeHandlerInfo<Deno.Addr>) => {
-    let response: unknown;
-    try {
-      response = await handler(request, info);
-    } catch (error) {
-      logHandlerError(error);
-      if (onError) {
-        try {
-          return await onError(error);
-        } catch (nested) {
-          logHandlerError(nested);
-        }
+  const failed = async (error: unknown): Promise<Response> => {
+    logHandlerError(error);
+    if (onError) {
+      try {
+        return await onError(error);
+      } catch (nested) {
+        logHandlerError(nested);
       }
-      return new Response("Internal Server Error", { status: 500 });
     }
+    return new Response("Internal Server Error", { status: 500 });
+  };
+  const checked = (response: unknown): Response => {
     if (response instanceof Response) return response;
     logHandlerError(new TypeError("Return value from the handler must be a Response"));
     return new Response("Bad Gateway", { status: 502 });
+  };
+  // A synchronous Response is returned as is: no promise on the common path of simple handlers.
+  const guarded = (request: Request, info: Deno.ServeHandlerInfo<Deno.Addr>) => {
+    let result: unknown;
+    try {
+      result = handler(request, info);
+    } catch (error) {
+      return failed(error);
+    }
+    if (result instanceof Response) return result;
+    return Promise.resolve(result).then(checked, failed);
   };
   return options.serve({
     path: options.socketPath,

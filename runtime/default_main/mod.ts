@@ -16,6 +16,9 @@ import { classifyFailure, FAILURE_ANSWERS, failureResponse } from "./error_table
 /** A function name as it may appear in a URL (checked before any decoding). */
 export const FUNCTION_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
 
+/** A "." or ".." path segment, plain or percent-encoded. */
+const DOT_SEGMENT = /\/(?:\.|%2e){1,2}(?:[/?#]|$)/i;
+
 /** The gateway prefix Supabase strips before a function sees its path. */
 const GATEWAY_PREFIX = "/functions/v1";
 
@@ -43,18 +46,29 @@ export interface FunctionRoute {
  * @returns the route, or `undefined` when the path names no valid function
  */
 export function routeFunction(requestUrl: string): FunctionRoute | undefined {
-  const url = new URL(requestUrl);
-  let path = url.pathname;
+  // Deno.serve hands over the request target as sent. Only a path with dot segments ("/./",
+  // "/../" or their %2e forms) needs the URL parser to resolve them; every other path is read by
+  // string slicing, which saves a URL parse on every request.
+  if (DOT_SEGMENT.test(requestUrl)) requestUrl = new URL(requestUrl).href;
+  const pathStart = requestUrl.indexOf("/", requestUrl.indexOf("//") + 2);
+  if (pathStart === -1) return undefined;
+  const origin = requestUrl.slice(0, pathStart);
+  let rest = requestUrl.slice(pathStart);
   let stripped = false;
-  if (path === GATEWAY_PREFIX || path.startsWith(`${GATEWAY_PREFIX}/`)) {
-    path = path.slice(GATEWAY_PREFIX.length);
+  if (
+    rest.startsWith(GATEWAY_PREFIX) &&
+    (rest.length === GATEWAY_PREFIX.length || "/?#".includes(rest[GATEWAY_PREFIX.length]))
+  ) {
+    rest = rest.slice(GATEWAY_PREFIX.length);
+    if (!rest.startsWith("/")) rest = `/${rest}`;
     stripped = true;
   }
-  const name = path.split("/", 2)[1];
+  let nameEnd = 1;
+  while (nameEnd < rest.length && !"/?#".includes(rest[nameEnd])) nameEnd++;
+  const name = rest.slice(1, nameEnd);
   if (!name || name.length > 128 || !FUNCTION_NAME_PATTERN.test(name)) return undefined;
   if (!stripped) return { name, url: requestUrl };
-  url.pathname = path;
-  return { name, url: url.href };
+  return { name, url: origin + rest };
 }
 
 /** Renders runtime metrics in the Prometheus text format. */
@@ -137,12 +151,10 @@ export function createDefaultMainService(options: DefaultMainOptions): ServeHand
     }
   };
 
-  app.all("*", async (c) => {
-    const route = routeFunction(c.req.url);
-    if (!route) return failureResponse("function_not_found");
-    const request = route.url === c.req.url ? c.req.raw : new Request(route.url, c.req.raw);
+  const serveFunction = async (request: Request, route: FunctionRoute): Promise<Response> => {
+    const forwarded = route.url === request.url ? request : new Request(route.url, request);
     try {
-      return await callFunction(route.name, request);
+      return await callFunction(route.name, forwarded);
     } catch (error) {
       let failure = classifyFailure(error);
       if (
@@ -156,12 +168,22 @@ export function createDefaultMainService(options: DefaultMainOptions): ServeHand
       }
       return failureResponse(failure);
     }
-  });
+  };
+
+  app.all("*", () => failureResponse("function_not_found"));
 
   app.onError((error) => {
     logger.error(`default main service: ${formatError(error)}`);
     return failureResponse("internal");
   });
 
-  return (request, info) => app.fetch(request, { info });
+  // Function requests, the hot path, go straight to the worker: building hono's context for them
+  // cost about a fifth of the main process's time per relayed request. Everything else (the
+  // /_internal routes, 404s) goes through the app.
+  return (request, info) => {
+    const route = routeFunction(request.url);
+    // "_internal" never matches FUNCTION_NAME_PATTERN, so those routes always reach the app.
+    if (route) return serveFunction(request, route);
+    return app.fetch(request, { info });
+  };
 }

@@ -103,11 +103,31 @@ Deno.test("routeFunction() returns undefined for invalid function names", async 
   }
 });
 
-Deno.test("routeFunction() sees dot segments already resolved, so they cannot leave the folder", () => {
-  // The URL parser resolves "%2e%2e" segments first: the name is whatever follows, never "..".
-  assert.equal(routeFunction("http://localhost/%2e%2e/etc/passwd")?.name, "etc");
+Deno.test("routeFunction() resolves dot segments first, so they cannot leave the folder", () => {
+  // Deno.serve passes the target as sent; "%2e%2e" segments are resolved before the name is read:
+  // the name is whatever follows, never "..", and the function sees the resolved URL.
+  assert.deepEqual(routeFunction("http://localhost/%2e%2e/etc/passwd"), {
+    name: "etc",
+    url: "http://localhost/etc/passwd",
+  });
   assert.equal(routeFunction("http://localhost/functions/v1/%2e%2e")?.name, "functions");
   assert.equal(routeFunction("http://localhost/functions/v1/%2e%2e/%2e%2e/x")?.name, "x");
+  assert.equal(routeFunction("http://localhost/echo/%2e%2e/_shared/x"), undefined);
+  assert.equal(routeFunction("http://localhost/echo/./x")?.name, "echo");
+});
+
+Deno.test("routeFunction() strips the gateway prefix only as a whole path segment", () => {
+  assert.equal(routeFunction("http://localhost/functions/v1"), undefined);
+  assert.equal(routeFunction("http://localhost/functions/v1x/y")?.name, "functions");
+  assert.deepEqual(routeFunction("http://localhost/functions/v1?a=1"), undefined);
+  assert.deepEqual(routeFunction("http://localhost/functions/v1/echo?a=1"), {
+    name: "echo",
+    url: "http://localhost/echo?a=1",
+  });
+  assert.deepEqual(routeFunction("http://localhost:9000/functions/v1/echo/x/y#frag"), {
+    name: "echo",
+    url: "http://localhost:9000/echo/x/y#frag",
+  });
 });
 
 Deno.test("routeFunction() accepts a 128-character name", () => {

@@ -897,3 +897,28 @@ Deno.test("UnixHttpClient.request() does not retry a request with a body on a cl
   );
   assert.equal(server.accepted, 1);
 });
+
+Deno.test("UnixHttpClient.request() relays whole bodies byte for byte with the worker's content-type", async (t) => {
+  await using socket = await tempSocket();
+  const bodies: Record<string, { bytes: Uint8Array; type?: string }> = {
+    "/text-json": { bytes: encoder.encode('{"a":"é"}'), type: "application/json" },
+    "/text-untyped": { bytes: encoder.encode("plain words") },
+    "/bom": { bytes: new Uint8Array([0xef, 0xbb, 0xbf, 0x68, 0x69]), type: "text/plain" },
+    "/binary": { bytes: new Uint8Array([0xff, 0x00, 0xc3, 0x28, 0x80]) },
+    "/large-text": { bytes: encoder.encode("x".repeat(40_000)), type: "text/plain" },
+  };
+  await using _server = serveOn(socket.path, (req) => {
+    const { bytes, type } = bodies[new URL(req.url).pathname];
+    const response = new Response(bytes.slice());
+    if (type) response.headers.set("content-type", type);
+    return response;
+  });
+  using client = clientFor(socket.path);
+  for (const [path, { bytes, type }] of Object.entries(bodies)) {
+    await t.step(path, async () => {
+      const response = await client.request(new Request(`http://localhost${path}`));
+      assert.deepEqual(new Uint8Array(await response.arrayBuffer()), bytes);
+      assert.equal(response.headers.get("content-type"), type ?? null);
+    });
+  }
+});
