@@ -29,7 +29,36 @@ export type WorkerStatus =
   /** The module graph could not be built (not found, syntax error, bad import): the worker exits. */
   | { token: string; kind: "boot_error"; message: string }
   /** The module threw while evaluating, or registered no handler: requests must fail with it. */
-  | { token: string; kind: "evaluation_error"; message: string };
+  | { token: string; kind: "evaluation_error"; message: string }
+  /** How many `EdgeRuntime.waitUntil()` promises are still pending (sent whenever it changes). */
+  | { token: string; kind: "pending_tasks"; count: number };
+
+/** What the supervisor tells a running worker, one JSON line each on its stdin. */
+export type WorkerControl =
+  /** Dispatch `beforeunload` with this reason (Supabase's `detail.reason`). */
+  { type: "beforeunload"; reason: "cpu" | "memory" | "wall_clock" | "early_drop" | "termination" };
+
+/** Formats a control message as the line the supervisor writes. */
+export function formatControlLine(control: WorkerControl): string {
+  return JSON.stringify(control) + "\n";
+}
+
+/** Reads one control line; `undefined` for anything else. */
+export function parseControlLine(line: string): WorkerControl | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  if (v.type !== "beforeunload") return undefined;
+  const reasons = ["cpu", "memory", "wall_clock", "early_drop", "termination"];
+  return typeof v.reason === "string" && reasons.includes(v.reason)
+    ? value as WorkerControl
+    : undefined;
+}
 
 /** Exit code of a worker whose module graph failed to load. */
 export const BOOT_ERROR_EXIT_CODE = 70;
@@ -65,6 +94,7 @@ function isWorkerStatus(value: unknown): value is WorkerStatus {
   const v = value as Record<string, unknown>;
   if (typeof v.token !== "string") return false;
   if (v.kind === "ready") return true;
+  if (v.kind === "pending_tasks") return typeof v.count === "number";
   return (v.kind === "boot_error" || v.kind === "evaluation_error") &&
     typeof v.message === "string";
 }

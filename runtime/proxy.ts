@@ -413,6 +413,11 @@ export interface ProxyRequestOptions {
   signal?: AbortSignal;
   /** Called once when the response body has been fully relayed or the exchange failed. */
   onDone?: () => void;
+  /**
+   * Fail with `IDLE_TIMEOUT` when the response head, or the next body chunk, takes longer than
+   * this. 0 or absent: no limit.
+   */
+  idleTimeoutMs?: number;
 }
 
 /** Period of the sweep that starts watching clients' signals for slow response heads. */
@@ -585,9 +590,23 @@ export class UnixHttpClient {
       seen: false,
       watching: false,
     };
+    const idleTimeoutMs = options.idleTimeoutMs ?? 0;
+    let idleTimer: ReturnType<typeof setTimeout> | undefined;
+    const onIdleTimeout = () => {
+      if (abortedWith !== undefined) return;
+      abortedWith = new RuntimeError("IDLE_TIMEOUT", "request timed out");
+      conn.close();
+    };
+    /** (Re)starts the idle clock; with `false`, stops it. */
+    const idleClock = (running: boolean) => {
+      if (idleTimeoutMs <= 0) return;
+      clearTimeout(idleTimer);
+      idleTimer = running ? setTimeout(onIdleTimeout, idleTimeoutMs) : undefined;
+    };
     const finish = (reusable: boolean) => {
       if (finished) return;
       finished = true;
+      idleClock(false);
       clientAbortWatch.delete(pendingHead);
       callerSignal?.removeEventListener("abort", onAbort);
       this.#release(conn, reusable && abortedWith === undefined);
@@ -601,6 +620,7 @@ export class UnixHttpClient {
       throw abortedWith;
     }
     clientAbortWatch.add(pendingHead);
+    idleClock(true);
 
     let bodyPump: Promise<void> | undefined;
     let bodyWritten = request.body === null;
@@ -624,6 +644,7 @@ export class UnixHttpClient {
         parsed = parseResponseHead(text, request.method);
       } while (parsed.status >= 100 && parsed.status < 200 && parsed.status !== 101);
       clientAbortWatch.delete(pendingHead);
+      idleClock(false);
       const { framing } = parsed;
       if (framing.kind === "none") {
         finish(parsed.keepAlive && bodyWritten);
@@ -637,12 +658,11 @@ export class UnixHttpClient {
           return buildResponse(body, parsed, true);
         }
       }
-      const body = this.#bodyStream(
-        conn,
-        framing,
-        () => finish(parsed.keepAlive && bodyWritten),
-        () => abortedWith,
-      );
+      const body = this.#bodyStream(conn, framing, {
+        done: () => finish(parsed.keepAlive && bodyWritten),
+        abortedWith: () => abortedWith,
+        idleClock,
+      });
       return buildResponse(body, parsed, false);
     } catch (error) {
       finish(false);
@@ -654,9 +674,13 @@ export class UnixHttpClient {
   #bodyStream(
     conn: BufferedConn,
     framing: BodyFraming,
-    done: () => void,
-    abortedWith: () => unknown,
+    hooks: {
+      done: () => void;
+      abortedWith: () => unknown;
+      idleClock: (running: boolean) => void;
+    },
   ) {
+    const { done, abortedWith, idleClock } = hooks;
     let remaining = framing.kind === "length" ? framing.length : 0;
     let chunkLeft = 0;
     let ended = false;
@@ -688,6 +712,7 @@ export class UnixHttpClient {
     };
     return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
+        idleClock(true);
         try {
           if (framing.kind === "length") {
             if (remaining === 0) return end(controller);
@@ -715,6 +740,9 @@ export class UnixHttpClient {
           conn.close();
           done();
           controller.error(abortedWith() ?? toRuntimeError(error));
+        } finally {
+          // The idle clock measures the worker's gaps, not a slow client's.
+          idleClock(false);
         }
       },
       cancel: () => {

@@ -18,6 +18,9 @@ import { type RunningServer, startServer } from "./server.ts";
 import { createUserWorkersClass } from "./user_workers.ts";
 import { WorkerPool } from "./worker_pool.ts";
 
+/** Time workers get to run `beforeunload` handlers at a graceful shutdown. */
+const TERMINATION_GRACE_MS = 200;
+
 const BOOTSTRAP_PATH = fileURLToPath(new URL("../workers/bootstrap.ts", import.meta.url));
 
 /** A started runtime. */
@@ -54,6 +57,8 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
     policy: config.policy,
     maxParallelism: config.maxParallelism,
     requestWaitTimeoutMs: config.requestWaitTimeoutMs,
+    userWorkerRequestIdleTimeoutMs: config.userWorkerRequestIdleTimeoutMs ?? 0,
+    beforeunloadRatios: config.beforeunloadRatios,
     socketDir,
     bootstrapPath: BOOTSTRAP_PATH,
     denoDir: config.denoDir,
@@ -79,8 +84,8 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
   const api = createEdgeRuntimeApi(createUserWorkersClass({ pool, config }), metrics);
   installMainGlobals(api);
 
-  const cleanup = async () => {
-    await pool.shutdown();
+  const cleanup = async (unloadGraceMs = 0) => {
+    await pool.shutdown(unloadGraceMs);
     await Deno.remove(socketDir, { recursive: true }).catch(() => {});
   };
 
@@ -107,6 +112,7 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
       hostname: config.hostname,
       port: config.port,
       service,
+      requestIdleTimeoutMs: config.mainWorkerRequestIdleTimeoutMs ?? 0,
       logger,
     });
   } catch (error) {
@@ -130,7 +136,8 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
         clearTimeout(timer);
       }
       capture?.finish();
-      await cleanup();
+      // After a drain, workers get `beforeunload` (reason "termination") before they are killed.
+      await cleanup(drainTimeoutMs > 0 ? TERMINATION_GRACE_MS : 0);
       return { timedOut };
     },
   };

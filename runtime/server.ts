@@ -14,6 +14,8 @@ export interface ServerOptions {
   port: number;
   /** The main service's serve call (handler and optional `onError`). */
   service: Pick<CapturedServe, "handler" | "onError">;
+  /** Answer 504 when the main service has not started its response in this time; 0 = never. */
+  requestIdleTimeoutMs: number;
   logger: Logger;
 }
 
@@ -55,10 +57,24 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
     }
     return internalError();
   };
+  const { requestIdleTimeoutMs } = options;
+  const callService = requestIdleTimeoutMs > 0
+    ? (request: Request, info: Deno.ServeHandlerInfo<Deno.Addr>) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timedOut = new Promise<Response>((resolve) => {
+        timer = setTimeout(
+          () => resolve(new Response(null, { status: 504 })),
+          requestIdleTimeoutMs,
+        );
+      });
+      return Promise.race([Promise.resolve(service.handler(request, info)), timedOut])
+        .finally(() => clearTimeout(timer));
+    }
+    : service.handler;
   const handler = async (request: Request, info: Deno.ServeHandlerInfo<Deno.Addr>) => {
     counters.received++;
     try {
-      const response = await service.handler(request, info);
+      const response = await callService(request, info);
       if (response instanceof Response) return response;
       return await onServiceError(new TypeError("Main service handler did not return a Response"));
     } catch (error) {

@@ -6,7 +6,13 @@
 
 import { RuntimeError } from "./errors.ts";
 import type { Logger } from "./log.ts";
-import { parseStatusLine, type WorkerBootConfig, type WorkerStatus } from "./protocol.ts";
+import {
+  formatControlLine,
+  parseStatusLine,
+  type WorkerBootConfig,
+  type WorkerControl,
+  type WorkerStatus,
+} from "./protocol.ts";
 
 /** Why a worker process ended. Supabase's shutdown reasons, plus a crash. */
 export type WorkerEndReason =
@@ -45,6 +51,12 @@ export interface SpawnWorkerOptions {
   /** Aborting ends the boot at once (runtime shutdown). */
   signal?: AbortSignal;
   logger: Logger;
+}
+
+/** `EdgeRuntime.waitUntil()` promises a worker reports as pending, and who to tell on change. */
+interface TaskCounter {
+  count: number;
+  onChange: (() => void) | undefined;
 }
 
 const STDERR_TAIL_LINES = 20;
@@ -108,6 +120,8 @@ export class WorkerProcess {
   readonly #child: Deno.ChildProcess;
   readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
   readonly #stderrTail: string[];
+  readonly #tasks: TaskCounter;
+  readonly #encoder = new TextEncoder();
   readonly #exited: Promise<WorkerExit>;
   #verdict: WorkerEndReason | undefined;
   #exit: WorkerExit | undefined;
@@ -118,6 +132,7 @@ export class WorkerProcess {
     child: Deno.ChildProcess;
     stdin: WritableStreamDefaultWriter<Uint8Array>;
     stderrTail: string[];
+    tasks: TaskCounter;
     pipesDone: Promise<unknown>;
     evaluationError: string | undefined;
     bootTimeMs: number;
@@ -130,6 +145,7 @@ export class WorkerProcess {
     this.#child = init.child;
     this.#stdin = init.stdin;
     this.#stderrTail = init.stderrTail;
+    this.#tasks = init.tasks;
     this.#exited = Promise.all([init.child.status, init.pipesDone]).then(async ([status]) => {
       await this.#stdin.close().catch(() => {});
       await Deno.remove(this.socketPath).catch(() => {});
@@ -151,6 +167,22 @@ export class WorkerProcess {
   /** The reason the supervisor gave when it ended the worker, if it did. */
   get verdict(): WorkerEndReason | undefined {
     return this.#verdict;
+  }
+
+  /** How many `EdgeRuntime.waitUntil()` promises the function has pending. */
+  get pendingTasks(): number {
+    return this.#tasks.count;
+  }
+
+  /** Called whenever the pending-task count changes. */
+  set onPendingTasksChange(callback: (() => void) | undefined) {
+    this.#tasks.onChange = callback;
+  }
+
+  /** Sends a control message (e.g. `beforeunload`) to the worker; ignored once it has ended. */
+  send(control: WorkerControl): void {
+    if (this.#exit !== undefined) return;
+    this.#stdin.write(this.#encoder.encode(formatControlLine(control))).catch(() => {});
   }
 
   /** The last lines the worker wrote to stderr. */
@@ -207,10 +239,16 @@ export async function spawnWorker(options: SpawnWorkerOptions): Promise<WorkerPr
   let resolveStatus!: (status: WorkerStatus) => void;
   const statusReported = new Promise<WorkerStatus>((resolve) => resolveStatus = resolve);
   const stderrTail: string[] = [];
+  const tasks: TaskCounter = { count: 0, onChange: undefined };
   const stdoutDone = forEachLine(child.stdout, (line) => {
     const found = parseStatusLine(line, boot.statusToken);
     if (!found) return logger.functionLine(functionName, line);
     if (found.before !== "") logger.functionLine(functionName, found.before);
+    if (found.status.kind === "pending_tasks") {
+      tasks.count = found.status.count;
+      tasks.onChange?.();
+      return;
+    }
     resolveStatus(found.status);
   });
   const stderrDone = forEachLine(child.stderr, (line) => {
@@ -237,6 +275,7 @@ export async function spawnWorker(options: SpawnWorkerOptions): Promise<WorkerPr
     child,
     stdin,
     stderrTail,
+    tasks,
     pipesDone,
     evaluationError: typeof outcome === "object" && "kind" in outcome &&
         outcome.kind === "evaluation_error"

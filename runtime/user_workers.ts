@@ -226,9 +226,15 @@ export async function resolveWorkerSpec(
   const memoryLimitMb = optionalNumber(options, "memoryLimitMb") ??
     DEFAULT_WORKER_LIMITS.memoryLimitMb;
   assertType(memoryLimitMb >= 1, 'Option "memoryLimitMb" must be at least 1');
-  for (const name of ["workerTimeoutMs", "cpuTimeSoftLimitMs", "cpuTimeHardLimitMs"] as const) {
-    optionalNumber(options, name);
-  }
+  const limits = {
+    memoryLimitMb,
+    workerTimeoutMs: optionalNumber(options, "workerTimeoutMs") ??
+      DEFAULT_WORKER_LIMITS.workerTimeoutMs,
+    cpuTimeSoftLimitMs: optionalNumber(options, "cpuTimeSoftLimitMs") ??
+      DEFAULT_WORKER_LIMITS.cpuTimeSoftLimitMs,
+    cpuTimeHardLimitMs: optionalNumber(options, "cpuTimeHardLimitMs") ??
+      DEFAULT_WORKER_LIMITS.cpuTimeHardLimitMs,
+  };
   const envVars = checkEnvVars(options.envVars);
   const staticFiles = expandStatic(
     [...config.staticPatterns, ...checkStringList(options.staticPatterns, "staticPatterns")],
@@ -245,6 +251,13 @@ export async function resolveWorkerSpec(
   }
   const context = options.context ?? {};
   assertType(typeof context === "object", 'Option "context" must be an object');
+  const supervisor = context.supervisor ?? {};
+  assertType(typeof supervisor === "object", 'Option "context.supervisor" must be an object');
+  const absent = (supervisor as Record<string, unknown>).requestAbsentTimeoutMs ?? 0;
+  assertType(
+    typeof absent === "number" && Number.isFinite(absent) && absent >= 0,
+    'Option "context.supervisor.requestAbsentTimeoutMs" must be a non-negative number',
+  );
   const importMapOption = context.importMapPath ?? undefined;
   assertType(
     importMapOption === undefined || typeof importMapOption === "string",
@@ -270,6 +283,8 @@ export async function resolveWorkerSpec(
     cwd: serviceIsDir ? servicePath : cwd,
     entryUrl,
     forceCreate: options.forceCreate === true,
+    limits,
+    requestAbsentTimeoutMs: absent as number,
     launch: {
       readPaths,
       envVars,

@@ -1,16 +1,25 @@
 /**
  * Workers by service: reuse per servicePath, `forceCreate`, at most `maxParallelism` per service,
- * one boot in flight per service, callers waiting up to the request wait timeout, and the three
- * policies (`per_worker`, `per_request`, `oneshot`).
+ * one boot in flight per service, callers waiting up to the request wait timeout, the three
+ * policies (`per_worker`, `per_request`, `oneshot`), and the limits: one shared sampler reads each
+ * worker's CPU time and resident memory from `/proc` and warns, retires or kills.
  */
 
 import { join } from "node:path";
 import type { WorkerPolicy } from "./config.ts";
 import { RuntimeError } from "./errors.ts";
+import {
+  type BeforeunloadRatios,
+  checkLimits,
+  parseProcStat,
+  type WorkerLimits,
+} from "./limits.ts";
 import { formatError, type Logger } from "./log.ts";
 import { planWorkerLaunch, type WorkerLaunchInput } from "./permissions.ts";
-import { UnixHttpClient } from "./proxy.ts";
-import { spawnWorker, type WorkerEndReason, type WorkerProcess } from "./supervisor.ts";
+import { PooledWorker } from "./pooled_worker.ts";
+import { spawnWorker, type WorkerProcess } from "./supervisor.ts";
+
+export { PooledWorker } from "./pooled_worker.ts";
 
 /** A worker request as the pool needs it: which service, and how to launch a worker for it. */
 export interface WorkerSpec {
@@ -24,6 +33,10 @@ export interface WorkerSpec {
   entryUrl: string;
   /** Always start a new worker (ignored under `oneshot`). */
   forceCreate: boolean;
+  /** Memory, CPU and wall-clock limits. */
+  limits: WorkerLimits;
+  /** End an idle `per_worker` worker that got no request for this long; 0 = never. */
+  requestAbsentTimeoutMs: number;
   /** The launch settings that do not depend on the individual worker. */
   launch: Omit<WorkerLaunchInput, "bootstrapPath" | "socketPath" | "executionId" | "denoDir">;
 }
@@ -33,6 +46,10 @@ export interface WorkerPoolOptions {
   policy: WorkerPolicy;
   maxParallelism: number;
   requestWaitTimeoutMs: number;
+  /** Abort a request whose response head or next body chunk takes longer; 0 = none. */
+  userWorkerRequestIdleTimeoutMs: number;
+  /** When `beforeunload` fires, in percent of each limit. */
+  beforeunloadRatios: BeforeunloadRatios;
   /** Private 0700 directory for worker sockets. */
   socketDir: string;
   /** Absolute path of `workers/bootstrap.ts`. */
@@ -48,119 +65,13 @@ export interface PoolMetrics {
   retiredUserWorkersCount: number;
 }
 
-type WorkerState = "ready" | "retired" | "ended";
-
-/** A worker owned by the pool. */
-export class PooledWorker {
-  /** Worker id; also the function's `SB_EXECUTION_ID`. */
-  readonly id: string;
-  readonly key: string;
-  readonly process: WorkerProcess;
-  readonly #client: UnixHttpClient;
-  readonly #onIdle: (worker: PooledWorker) => void;
-  #state: WorkerState = "ready";
-  #inflight = 0;
-  #leased = false;
-  #leaseTimer: ReturnType<typeof setTimeout> | undefined;
-
-  constructor(
-    init: { id: string; key: string; process: WorkerProcess },
-    onIdle: (worker: PooledWorker) => void,
-  ) {
-    this.id = init.id;
-    this.key = init.key;
-    this.process = init.process;
-    this.#client = new UnixHttpClient(init.process.socketPath);
-    this.#onIdle = onIdle;
-  }
-
-  get state(): WorkerState {
-    return this.#state;
-  }
-
-  get inflight(): number {
-    return this.#inflight;
-  }
-
-  get isLeased(): boolean {
-    return this.#leased;
-  }
-
-  /** Reserves the worker for one caller until its request ends or `timeoutMs` passes unused. */
-  lease(timeoutMs: number): void {
-    this.#leased = true;
-    clearTimeout(this.#leaseTimer);
-    this.#leaseTimer = setTimeout(() => this.#releaseLease(), timeoutMs);
-  }
-
-  /** Gives the worker back before use (the caller's request was aborted before it was sent). */
-  releaseLease(): void {
-    this.#releaseLease();
-  }
-
-  #releaseLease(): void {
-    clearTimeout(this.#leaseTimer);
-    this.#leaseTimer = undefined;
-    if (!this.#leased) return;
-    this.#leased = false;
-    if (this.#inflight === 0) this.#onIdle(this);
-  }
-
-  /** Stops handing the worker out; it serves what it has. */
-  retire(): void {
-    if (this.#state === "ready") this.#state = "retired";
-  }
-
-  /** Marks the worker gone and closes its connections. */
-  end(): void {
-    this.#state = "ended";
-    clearTimeout(this.#leaseTimer);
-    this.#client.close();
-  }
-
-  /**
-   * Relays one request to the worker.
-   *
-   * @throws {RuntimeError} `EVALUATION_FAILED`, `WORKER_RETIRED`, `WORKER_KILLED` or
-   *   `WORKER_CRASHED`
-   */
-  async fetch(request: Request, signal?: AbortSignal): Promise<Response> {
-    if (signal?.aborted) {
-      this.#releaseLease();
-      signal.throwIfAborted();
-    }
-    const { evaluationError } = this.process;
-    if (evaluationError !== undefined) throw new RuntimeError("EVALUATION_FAILED", evaluationError);
-    if (this.#state === "ended") throw this.#gone();
-    if (this.#state === "retired" && !this.#leased) {
-      throw new RuntimeError("WORKER_RETIRED", "worker has retired");
-    }
-    this.#inflight++;
-    clearTimeout(this.#leaseTimer);
-    let settled = false;
-    const onDone = () => {
-      if (settled) return;
-      settled = true;
-      this.#inflight--;
-      this.#leased = false;
-      if (this.#inflight === 0) this.#onIdle(this);
-    };
-    try {
-      return await this.#client.request(request, { signal, onDone });
-    } catch (error) {
-      onDone();
-      if (error instanceof RuntimeError && this.process.verdict !== undefined) throw this.#gone();
-      throw error;
-    }
-  }
-
-  #gone(): RuntimeError {
-    if (this.process.verdict !== undefined) {
-      return new RuntimeError("WORKER_KILLED", `worker was ended (${this.process.verdict})`);
-    }
-    return new RuntimeError("WORKER_CRASHED", "user worker not available");
-  }
-}
+/**
+ * How often each worker's CPU and memory are sampled. A synchronous loop is stopped within about
+ * this much (plus /proc's 10 ms CPU-time granularity) of its hard limit.
+ */
+const SAMPLE_INTERVAL_MS = 50;
+/** Time a worker gets to run its `beforeunload` handlers before an early drop or shutdown kill. */
+const UNLOAD_GRACE_MS = 100;
 
 interface ServiceSlot {
   readonly workers: Set<PooledWorker>;
@@ -179,6 +90,9 @@ export class WorkerPool {
   readonly #byId = new Map<string, PooledWorker>();
   readonly #spawning = new Set<Promise<unknown>>();
   readonly #shutdownSignal = new AbortController();
+  readonly #endTimers = new Set<ReturnType<typeof setTimeout>>();
+  readonly #absentTimeoutMs = new Map<PooledWorker, number>();
+  #sampler: ReturnType<typeof setInterval> | undefined;
   #retiredCount = 0;
   #closed = false;
 
@@ -362,11 +276,25 @@ export class WorkerPool {
       await process.kill("TerminationRequested");
       throw new RuntimeError("WORKER_KILLED", "the runtime is shutting down");
     }
-    const worker = new PooledWorker({ id, key: spec.key, process }, (w) => this.#onIdle(w));
+    const worker = new PooledWorker({
+      id,
+      key: spec.key,
+      process,
+      limits: spec.limits,
+      limitsPerRequest: this.#options.policy !== "per_worker",
+      idleTimeoutMs: this.#options.userWorkerRequestIdleTimeoutMs,
+      onIdle: (w) => this.#onIdle(w),
+    });
+    if (spec.requestAbsentTimeoutMs > 0) {
+      this.#absentTimeoutMs.set(worker, spec.requestAbsentTimeoutMs);
+    }
+    process.onPendingTasksChange = () => this.#endIfIdle(worker);
     // Lease before anyone waiting on the slot can see the worker: it belongs to this caller.
     if (this.#options.policy !== "per_worker") worker.lease(requestWaitTimeoutMs);
     slot.workers.add(worker);
     this.#byId.set(id, worker);
+    this.#sample(worker);
+    this.#startSampler();
     this.#notify(slot);
     logger.debug(
       `worker ${process.pid} for "${spec.functionName}" ready in ${
@@ -377,9 +305,21 @@ export class WorkerPool {
       worker.end();
       slot.workers.delete(worker);
       this.#byId.delete(id);
+      this.#absentTimeoutMs.delete(worker);
+      if (this.#byId.size === 0) this.#stopSampler();
+      const { cpuMs, peakRssBytes } = worker.usage;
+      const used = `cpu ${cpuMs} ms, peak rss ${(peakRssBytes / 1048576).toFixed(1)} MiB`;
       if (!exit.killedBySupervisor && !this.#closed && process.evaluationError === undefined) {
-        const how = exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`;
-        logger.warn(`worker ${process.pid} for "${spec.functionName}" exited with ${how}`);
+        const how = exit.reason === "Memory"
+          ? "its memory limit"
+          : exit.signal
+          ? `signal ${exit.signal}`
+          : `code ${exit.code}`;
+        logger.warn(`worker ${process.pid} for "${spec.functionName}" died of ${how} (${used})`);
+      } else {
+        logger.debug(
+          `worker ${process.pid} for "${spec.functionName}" ended: ${exit.reason} (${used})`,
+        );
       }
       this.#notify(slot);
     });
@@ -388,24 +328,111 @@ export class WorkerPool {
   }
 
   #onIdle(worker: PooledWorker): void {
+    if (this.#options.policy === "oneshot") this.retire(worker);
+    this.#endIfIdle(worker);
     const slot = this.#slots.get(worker.key);
-    if (this.#options.policy === "oneshot" || worker.state === "retired") {
-      this.retire(worker, "EarlyDrop");
-    }
     if (slot) this.#notify(slot);
   }
 
   /**
-   * Retires a worker: no new requests; it ends with `reason` once it has none in flight.
+   * Retires a worker: no new requests; it ends (early drop) once nothing holds it.
    */
-  retire(worker: PooledWorker, reason: WorkerEndReason): void {
+  retire(worker: PooledWorker): void {
     if (worker.state === "ready") {
       worker.retire();
       this.#retiredCount++;
     }
-    if (worker.inflight === 0 && !worker.isLeased) worker.process.kill(reason);
+    this.#endIfIdle(worker);
     const slot = this.#slots.get(worker.key);
     if (slot) this.#notify(slot);
+  }
+
+  /** Ends a retired worker once it has no request, lease or pending `waitUntil`. */
+  #endIfIdle(worker: PooledWorker): void {
+    if (worker.state === "retired" && worker.isLeased === false && worker.isIdle) {
+      this.#endGracefully(worker, "EarlyDrop");
+    }
+  }
+
+  /**
+   * Tells the function it is about to go (`beforeunload`, reason `early_drop` or `termination`),
+   * then kills it after a short grace; a handler that loops is killed all the same.
+   */
+  #endGracefully(worker: PooledWorker, reason: "EarlyDrop" | "TerminationRequested"): void {
+    if (worker.state === "ended" || worker.process.verdict !== undefined) return;
+    worker.retire();
+    worker.process.send({
+      type: "beforeunload",
+      reason: reason === "EarlyDrop" ? "early_drop" : "termination",
+    });
+    const timer = setTimeout(() => {
+      this.#endTimers.delete(timer);
+      worker.process.kill(reason);
+    }, UNLOAD_GRACE_MS);
+    this.#endTimers.add(timer);
+    worker.process.exited.then(() => {
+      clearTimeout(timer);
+      this.#endTimers.delete(timer);
+    });
+  }
+
+  #startSampler(): void {
+    if (this.#sampler !== undefined) return;
+    this.#sampler = setInterval(() => {
+      for (const worker of this.#byId.values()) this.#sample(worker);
+    }, SAMPLE_INTERVAL_MS);
+  }
+
+  #stopSampler(): void {
+    clearInterval(this.#sampler);
+    this.#sampler = undefined;
+  }
+
+  /** Reads one worker's usage and applies what its limits call for. */
+  #sample(worker: PooledWorker): void {
+    if (worker.state === "ended" || worker.process.verdict !== undefined) return;
+    let stat: string;
+    try {
+      stat = Deno.readTextFileSync(`/proc/${worker.process.pid}/stat`);
+    } catch {
+      return; // It exited between the exit notice and this tick.
+    }
+    const usage = parseProcStat(stat);
+    if (!usage) return;
+    const sample = worker.record(usage);
+    const actions = checkLimits(
+      worker.limits,
+      this.#options.beforeunloadRatios,
+      sample,
+      worker.limitState,
+    );
+    for (const action of actions) {
+      if (action.kind === "warn") {
+        worker.process.send({ type: "beforeunload", reason: action.reason });
+      } else if (action.kind === "retire") {
+        this.#options.logger.debug(
+          `worker ${worker.process.pid} retired: ${action.reason} (cpu ${sample.cpuMs} ms)`,
+        );
+        this.retire(worker);
+      } else {
+        this.#options.logger.warn(
+          `worker ${worker.process.pid} for "${worker.key}" killed: ${action.reason} limit ` +
+            `(cpu ${sample.cpuMs} ms, memory +${
+              (sample.memoryGrowthBytes / 1048576).toFixed(1)
+            } MiB, ` +
+            `${Math.round(sample.elapsedMs)} ms)`,
+        );
+        worker.process.kill(action.reason);
+        return;
+      }
+    }
+    const absentMs = this.#absentTimeoutMs.get(worker);
+    if (
+      absentMs !== undefined && worker.state === "ready" && worker.isIdle &&
+      worker.idleForMs >= absentMs
+    ) {
+      this.retire(worker);
+    }
   }
 
   /**
@@ -418,23 +445,33 @@ export class WorkerPool {
     if (this.#options.policy !== "per_worker") return 0;
     let count = 0;
     for (const worker of this.#byId.values()) {
-      if (worker.state === "ended" || worker.inflight > 0 || worker.isLeased) continue;
-      worker.retire();
-      worker.process.kill("EarlyDrop");
+      if (worker.state === "ended" || !worker.isIdle) continue;
+      this.#endGracefully(worker, "EarlyDrop");
       count++;
     }
     return count;
   }
 
-  /** Ends every worker and waits until each process is reaped. */
-  async shutdown(): Promise<void> {
+  /**
+   * Ends every worker and waits until each process is reaped. With a positive `graceMs`, workers
+   * first get `beforeunload` (reason `termination`) and that long to run it.
+   */
+  async shutdown(graceMs = 0): Promise<void> {
     this.#closed = true;
     for (const slot of this.#slots.values()) this.#notify(slot);
     // Boots in flight are cut short and reap their own process; then every live worker dies.
     this.#shutdownSignal.abort();
     await Promise.allSettled([...this.#spawning]);
-    await Promise.all(
-      [...this.#byId.values()].map((worker) => worker.process.kill("TerminationRequested")),
-    );
+    const workers = [...this.#byId.values()];
+    if (graceMs > 0 && workers.length > 0) {
+      for (const worker of workers) {
+        worker.process.send({ type: "beforeunload", reason: "termination" });
+      }
+      await new Promise((resolve) => setTimeout(resolve, graceMs));
+    }
+    for (const timer of this.#endTimers) clearTimeout(timer);
+    this.#endTimers.clear();
+    await Promise.all(workers.map((worker) => worker.process.kill("TerminationRequested")));
+    this.#stopSampler();
   }
 }

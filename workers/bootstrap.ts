@@ -9,7 +9,9 @@ import {
   BOOT_ERROR_EXIT_CODE,
   formatStatusLine,
   isWorkerBootConfig,
+  parseControlLine,
   type WorkerBootConfig,
+  type WorkerControl,
   type WorkerStatus,
 } from "../runtime/protocol.ts";
 import {
@@ -49,15 +51,59 @@ async function readConfigAndWatchLifeline(): Promise<WorkerBootConfig> {
     fail("the boot config is not valid JSON");
   }
   if (!isWorkerBootConfig(config)) fail("the boot config has the wrong shape");
+  let pending = text.slice(text.indexOf("\n") + 1);
   // The main runtime holds the other end of stdin: EOF means it is gone, and so must we be.
+  // Until then, each further line is a control message.
   (async () => {
     try {
-      while (!(await reader.read()).done) { /* control lines are reserved */ }
+      while (true) {
+        let newline: number;
+        while ((newline = pending.indexOf("\n")) !== -1) {
+          const control = parseControlLine(pending.slice(0, newline));
+          pending = pending.slice(newline + 1);
+          if (control) onControl(control);
+        }
+        const { value, done } = await reader.read();
+        if (done) break;
+        pending += decoder.decode(value, { stream: true });
+      }
     } finally {
       exitProcess(0);
     }
   })();
   return config;
+}
+
+function onControl(control: WorkerControl): void {
+  // Supabase dispatches a CustomEvent whose detail is `{ reason }`. A handler that loops or
+  // allocates here is still stopped: the limits are enforced from outside the process.
+  globalThis.dispatchEvent(
+    new CustomEvent(control.type, { detail: { reason: control.reason }, cancelable: true }),
+  );
+}
+
+/**
+ * Installs the user-side `EdgeRuntime`, whose only member is `waitUntil`: the supervisor is told
+ * how many such promises are pending, and does not end an idle worker while any is.
+ */
+function installUserEdgeRuntime(statusToken: string): void {
+  let pendingTasks = 0;
+  const reportPending = () =>
+    report({ token: statusToken, kind: "pending_tasks", count: pendingTasks });
+  const waitUntil = <T>(promise: Promise<T>): Promise<T> => {
+    pendingTasks++;
+    reportPending();
+    Promise.resolve(promise).finally(() => {
+      pendingTasks--;
+      reportPending();
+    }).catch(() => {});
+    return promise;
+  };
+  Object.defineProperty(globalThis, "EdgeRuntime", {
+    value: Object.freeze({ waitUntil }),
+    writable: false,
+    configurable: false,
+  });
 }
 
 /**
@@ -128,6 +174,7 @@ for (const name of Object.keys(Deno.env.toObject())) {
   if (!visibleEnvNames.has(name)) Deno.env.delete(name);
 }
 const capture = installServeCapture();
+installUserEdgeRuntime(config.statusToken);
 // Supabase makes Deno.exit a no-op in user workers: a function cannot end its own worker.
 Object.defineProperty(Deno, "exit", { value: () => {}, writable: true, configurable: true });
 await loadFunction(config, capture);
