@@ -18,6 +18,8 @@ const EXIT_CLASSIFY_WAIT_MS = 500;
 export interface PooledWorkerInit {
   id: string;
   key: string;
+  /** Short name for log lines. */
+  functionName: string;
   process: WorkerProcess;
   limits: WorkerLimits;
   /** Count CPU and wall clock per request (`per_request`, `oneshot`) instead of per worker. */
@@ -33,6 +35,7 @@ export class PooledWorker {
   /** Worker id; also the function's `SB_EXECUTION_ID`. */
   readonly id: string;
   readonly key: string;
+  readonly functionName: string;
   readonly process: WorkerProcess;
   readonly limits: WorkerLimits;
   /** Which warnings fired and whether the limits retired the worker. */
@@ -54,6 +57,7 @@ export class PooledWorker {
   constructor(init: PooledWorkerInit) {
     this.id = init.id;
     this.key = init.key;
+    this.functionName = init.functionName;
     this.process = init.process;
     this.limits = init.limits;
     this.#init = init;

@@ -5,6 +5,7 @@
  */
 
 import { RuntimeError } from "./errors.ts";
+import { parseProcStat } from "./limits.ts";
 import type { Logger } from "./log.ts";
 import {
   formatControlLine,
@@ -50,6 +51,11 @@ export interface SpawnWorkerOptions {
   bootTimeoutMs: number;
   /** Aborting ends the boot at once (runtime shutdown). */
   signal?: AbortSignal;
+  /**
+   * CPU time the worker may use while loading (a module that loops at top level); 0 = no limit.
+   * Exceeding it kills the worker with reason `CPUTime`.
+   */
+  bootCpuLimitMs?: number;
   logger: Logger;
 }
 
@@ -60,6 +66,8 @@ interface TaskCounter {
 }
 
 const STDERR_TAIL_LINES = 20;
+/** How often a booting worker's CPU time is checked against its hard limit. */
+const BOOT_CPU_SAMPLE_MS = 50;
 const MAX_LINE_CHARS = 16 * 1024;
 const HEAP_LIMIT_MARK = "Reached heap limit";
 
@@ -267,8 +275,28 @@ export async function spawnWorker(options: SpawnWorkerOptions): Promise<WorkerPr
     if (options.signal?.aborted) resolve("aborted");
     options.signal?.addEventListener("abort", () => resolve("aborted"), { once: true });
   });
-  const outcome = await Promise.race([statusReported, exitedEarly, timedOut, aborted]);
+  let cpuWatch: ReturnType<typeof setInterval> | undefined;
+  const overCpu = new Promise<"cpu">((resolve) => {
+    const limitMs = options.bootCpuLimitMs ?? 0;
+    if (limitMs <= 0) return;
+    cpuWatch = setInterval(() => {
+      try {
+        const usage = parseProcStat(Deno.readTextFileSync(`/proc/${child.pid}/stat`));
+        if (usage && usage.cpuMs >= limitMs) resolve("cpu");
+      } catch {
+        // Gone already: the exit wins the race.
+      }
+    }, BOOT_CPU_SAMPLE_MS);
+  });
+  const outcome = await Promise.race([
+    statusReported,
+    exitedEarly,
+    timedOut,
+    aborted,
+    overCpu,
+  ]);
   clearTimeout(timer);
+  clearInterval(cpuWatch);
   const worker = new WorkerProcess({
     functionName,
     socketPath: boot.socketPath,
@@ -286,6 +314,10 @@ export async function spawnWorker(options: SpawnWorkerOptions): Promise<WorkerPr
   if (outcome === "timeout") {
     await worker.kill("EarlyDrop");
     throw new RuntimeError("BOOT_TIMEOUT", `worker "${functionName}" did not become ready`);
+  }
+  if (outcome === "cpu") {
+    await worker.kill("CPUTime");
+    throw new RuntimeError("WORKER_KILLED", "worker exceeded its CPU time limit while loading");
   }
   if (outcome === "aborted") {
     await worker.kill("TerminationRequested");

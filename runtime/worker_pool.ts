@@ -254,6 +254,7 @@ export class WorkerPool {
         visibleEnvNames: plan.visibleEnvNames,
       },
       bootTimeoutMs: requestWaitTimeoutMs,
+      bootCpuLimitMs: spec.limits.cpuTimeHardLimitMs,
       signal: this.#shutdownSignal.signal,
       logger,
     });
@@ -279,6 +280,7 @@ export class WorkerPool {
     const worker = new PooledWorker({
       id,
       key: spec.key,
+      functionName: spec.functionName,
       process,
       limits: spec.limits,
       limitsPerRequest: this.#options.policy !== "per_worker",
@@ -416,7 +418,7 @@ export class WorkerPool {
         this.retire(worker);
       } else {
         this.#options.logger.warn(
-          `worker ${worker.process.pid} for "${worker.key}" killed: ${action.reason} limit ` +
+          `worker ${worker.process.pid} for "${worker.functionName}" killed: ${action.reason} limit ` +
             `(cpu ${sample.cpuMs} ms, memory +${
               (sample.memoryGrowthBytes / 1048576).toFixed(1)
             } MiB, ` +
