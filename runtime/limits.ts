@@ -4,7 +4,14 @@
  * (`beforeunload`), retire the worker, or kill it.
  */
 
-import type { WorkerEndReason } from "./supervisor.ts";
+/** Why a worker process ended. Supabase's shutdown reasons, plus a crash. */
+export type WorkerEndReason =
+  | "WallClockTime"
+  | "CPUTime"
+  | "Memory"
+  | "EarlyDrop"
+  | "TerminationRequested"
+  | "Crashed";
 
 /** A worker's limits, as `create()` gave them (0 means no limit). */
 export interface WorkerLimits {

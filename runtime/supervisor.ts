@@ -5,7 +5,7 @@
  */
 
 import { RuntimeError } from "./errors.ts";
-import { parseProcStat } from "./limits.ts";
+import { parseProcStat, type WorkerEndReason } from "./limits.ts";
 import type { Logger } from "./log.ts";
 import {
   formatControlLine,
@@ -15,14 +15,7 @@ import {
   type WorkerStatus,
 } from "./protocol.ts";
 
-/** Why a worker process ended. Supabase's shutdown reasons, plus a crash. */
-export type WorkerEndReason =
-  | "WallClockTime"
-  | "CPUTime"
-  | "Memory"
-  | "EarlyDrop"
-  | "TerminationRequested"
-  | "Crashed";
+export type { WorkerEndReason };
 
 /** How a worker process ended. */
 export interface WorkerExit {
