@@ -29,14 +29,14 @@ Options:
       --policy <per_worker|per_request|oneshot>  worker policy (default per_worker)
       --max-parallelism <N>                  most workers per function (default: CPU count)
       --request-wait-timeout <MS>            how long a request waits for a worker (default 10000)
-      --main-worker-request-idle-timeout <MS>  (not implemented yet)
-      --user-worker-request-idle-timeout <MS>  (not implemented yet)
+      --main-worker-request-idle-timeout <MS>  504 when the main service has not answered in time
+      --user-worker-request-idle-timeout <MS>  a worker's response head or next chunk must come in time
       --request-read-timeout <MS>            (not implemented yet)
       --static <GLOB>                        static files every function may read (repeatable)
       --graceful-exit-timeout <S>            SIGTERM drain limit in seconds (default 15)
-      --dispatch-beforeunload-wall-clock-ratio <PCT>  (not implemented yet; default 90)
-      --dispatch-beforeunload-cpu-ratio <PCT>         (not implemented yet; default 90)
-      --dispatch-beforeunload-memory-ratio <PCT>      (not implemented yet; default 90)
+      --dispatch-beforeunload-wall-clock-ratio <PCT>  beforeunload at PCT of the wall clock (default 90)
+      --dispatch-beforeunload-cpu-ratio <PCT>         beforeunload at PCT of the CPU hard limit (default 90)
+      --dispatch-beforeunload-memory-ratio <PCT>      beforeunload at PCT of the memory limit (default 90)
       --inspect[=HOST:PORT]                  open the V8 inspector in user workers (default 127.0.0.1:9229)
       --env-file <FILE>                      NAME=value lines added to the functions' environment
       --watch                                (not implemented yet)
@@ -48,16 +48,7 @@ Options:
 const HINT = "Run 'main.ts start --help' for usage.";
 
 /** Flags that are parsed and validated but whose behaviour has not landed yet. */
-const NOT_YET_IMPLEMENTED = [
-  "event-worker",
-  "main-worker-request-idle-timeout",
-  "user-worker-request-idle-timeout",
-  "request-read-timeout",
-  "dispatch-beforeunload-wall-clock-ratio",
-  "dispatch-beforeunload-cpu-ratio",
-  "dispatch-beforeunload-memory-ratio",
-  "watch",
-] as const;
+const NOT_YET_IMPLEMENTED = ["event-worker", "request-read-timeout", "watch"] as const;
 
 function usageError(message: string): never {
   // deno-lint-ignore no-console

@@ -45,4 +45,5 @@ export type {
   UserWorkerCreateOptions,
   UserWorkerFetchOptions,
   UserWorkerInstance,
+  WorkerStats,
 } from "./user_workers.ts";

@@ -68,8 +68,19 @@ export interface UserWorkerClass {
   create(options: UserWorkerCreateOptions): Promise<UserWorkerInstance>;
   /** Ends every idle worker; resolves with how many. */
   tryCleanupIdleWorkers(timeoutMs?: number): Promise<number>;
-  /** Per-worker memory figures, by worker key. */
-  memStats(): Record<string, { servicePath: string; pid: number }>;
+  /** Per-worker process figures, by worker key. */
+  memStats(): Record<string, WorkerStats>;
+}
+
+/** One worker's figures in `memStats()`, as last sampled. */
+export interface WorkerStats {
+  servicePath: string;
+  pid: number;
+  /** Resident memory now and at its highest. */
+  rssBytes: number;
+  peakRssBytes: number;
+  /** CPU time used since the process started. */
+  cpuMs: number;
 }
 
 /** A handle on one worker, as returned by `create()`. */
@@ -352,10 +363,17 @@ export function createUserWorkersClass(deps: UserWorkersDeps): UserWorkerClass {
       return Promise.resolve(pool.cleanupIdle());
     }
 
-    static memStats(): Record<string, { servicePath: string; pid: number }> {
-      const out: Record<string, { servicePath: string; pid: number }> = {};
+    static memStats(): Record<string, WorkerStats> {
+      const out: Record<string, WorkerStats> = {};
       for (const worker of pool.workers) {
-        out[worker.id] = { servicePath: worker.key, pid: worker.process.pid };
+        const { rssBytes, peakRssBytes, cpuMs } = worker.usage;
+        out[worker.id] = {
+          servicePath: worker.key,
+          pid: worker.process.pid,
+          rssBytes,
+          peakRssBytes,
+          cpuMs,
+        };
       }
       return out;
     }
