@@ -44,16 +44,57 @@ interface ProcessIdentity {
   startTime: string;
 }
 
-/** `[ppid, starttime]` of a live process, or undefined when it is gone or a zombie. */
-async function readStat(pid: number): Promise<[number, string] | undefined> {
+/**
+ * The fields of `/proc/<pid>/stat` after the command name (`[0]` is the state, `[1]` the parent
+ * id), or undefined when the process is gone.
+ */
+async function statFields(pid: number): Promise<string[] | undefined> {
   try {
     const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (fields[0] === "Z") return undefined;
-    return [Number(fields[1]), fields[19]];
+    // The command name may contain spaces and parentheses: count from the last ")".
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   } catch {
     return undefined;
   }
+}
+
+/** `[ppid, starttime]` of a live process, or undefined when it is gone or a zombie. */
+async function readStat(pid: number): Promise<[number, string] | undefined> {
+  const fields = await statFields(pid);
+  if (!fields || fields[0] === "Z") return undefined;
+  return [Number(fields[1]), fields[19]];
+}
+
+/** A direct child of a process, as `/proc` shows it. */
+export interface ChildProcessInfo {
+  pid: number;
+  /** The state letter of `/proc/<pid>/stat`: `Z` is a zombie its parent has not reaped. */
+  state: string;
+}
+
+/** The direct children of `parentPid`, zombies included (an unreaped child is a leak too). */
+export async function childrenOf(parentPid: number): Promise<ChildProcessInfo[]> {
+  const children: ChildProcessInfo[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const fields = await statFields(Number(entry.name));
+    if (fields && Number(fields[1]) === parentPid) {
+      children.push({ pid: Number(entry.name), state: fields[0] });
+    }
+  }
+  return children;
+}
+
+/**
+ * Resident memory of a process (`VmRSS` in `/proc/<pid>/status`).
+ *
+ * @throws {Error} when the process is gone or the field is missing
+ */
+export async function residentMemoryBytes(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+  if (!match) throw new Error(`Cannot find VmRSS in "/proc/${pid}/status"`);
+  return Number(match[1]) * 1024;
 }
 
 /** Every live descendant of `rootPid` (children, grandchildren...), read from /proc. */

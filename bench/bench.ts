@@ -1,9 +1,11 @@
 /**
  * Benchmark of the runtime against a bare `Deno.serve` of the same handler
  * (`bench/fixtures/hello`): throughput and latency at N connections and at 1, then cold start
- * (spawn to first 200) of a never-started function against a fresh `deno run` of the handler.
+ * (spawn to first 200) of a never-started function against a fresh `deno run` of the handler,
+ * then kill/restart cycles (a worker started and killed at its CPU limit, again and again) with
+ * the main process's resident memory before and after.
  *
- * Run: `deno task bench [--duration=5] [--connections=50] [--quick] [--json]`.
+ * Run: `deno task bench [--duration=5] [--connections=50] [--cycles=200] [--quick] [--json]`.
  */
 
 import { join } from "node:path";
@@ -17,19 +19,28 @@ import {
   runWrk,
 } from "./_load.ts";
 import { BENCH_DIR, ROOT } from "./_paths.ts";
-import { type BenchChild, BenchScope } from "./_process.ts";
+import {
+  type BenchChild,
+  BenchScope,
+  type ChildProcessInfo,
+  childrenOf,
+  delay,
+  residentMemoryBytes,
+} from "./_process.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
 Compares the runtime (function "hello" behind the default main service) with a bare Deno.serve
-of the same handler: req/s, p50 and p99 latency, and cold start.
+of the same handler: req/s, p50 and p99 latency, and cold start. Then runs kill/restart cycles
+(each request boots a worker that the CPU limit kills) and reports the runtime's memory growth.
 
 Options:
       --duration=<SECONDS>      length of each load run (default 5)
       --connections=<N>         concurrent connections of the main load run (default 50)
       --rounds=<N>              cold-start rounds per target (default 10)
+      --cycles=<N>              kill/restart cycles after a warm-up of 10 (default 200)
       --generator=<NAME>        auto, wrk or builtin (default auto: wrk when it is on PATH)
-      --quick                   smoke test: 1 s runs and 3 cold-start rounds
+      --quick                   smoke test: 1 s runs, 3 cold-start rounds, 30 cycles
       --json                    print one JSON object on stdout (the table goes to stderr)
   -h, --help                    show this help`;
 
@@ -42,12 +53,28 @@ const READY_TIMEOUT_MS = 60_000;
 /** How long one cold-start request may take. */
 const COLD_REQUEST_TIMEOUT_MS = 30_000;
 const WARMUP_SEC = 1;
+/**
+ * Main service of the kill/restart cycles: each request force-creates a `busy-loop` worker with
+ * tiny CPU limits and answers with the error its fetch ended in.
+ */
+const CYCLES_MAIN_SERVICE = `${BENCH_DIR}fixtures/main-cycles`;
+/** The answer of a cycle whose worker the supervisor killed, as the main service prints it. */
+const CYCLE_ERROR_PREFIX = "WorkerRequestCancelled:";
+/** Untimed cycles before the first memory reading: caches, JIT and pools settle in them. */
+const WARMUP_CYCLES = 10;
+/** How long one cycle (boot, loop, kill) may take. */
+const CYCLE_TIMEOUT_MS = 30_000;
+/** How long killed workers get to disappear from the runtime's children. */
+const WORKER_EXIT_WAIT_MS = 2000;
+const MIB = 1024 * 1024;
 
 /** The benchmark's settings, resolved from the flags. */
 export interface BenchOptions {
   durationSec: number;
   connections: number;
   coldRounds: number;
+  /** Kill/restart cycles measured after {@linkcode WARMUP_CYCLES} untimed ones. */
+  cycles: number;
   warmupSec: number;
   generator: "auto" | Generator;
   isQuick: boolean;
@@ -58,6 +85,23 @@ export interface BenchOptions {
 export interface LoadComparison {
   bare: LoadResult;
   runtime: LoadResult;
+}
+
+/** What the kill/restart cycles measured. */
+export interface KillRestartReport {
+  cycles: number;
+  warmupCycles: number;
+  /** Resident memory of the runtime process after the warm-up and after the cycles. */
+  rssBeforeMiB: number;
+  rssAfterMiB: number;
+  growthMiB: number;
+  /** Request to error answer of one cycle: boot, CPU-time kill, exit. */
+  cycleMedianMs: number;
+  cycleMaxMs: number;
+  /** Cycles that did not end in `WorkerRequestCancelled`, by status and body. */
+  unexpectedAnswers: Record<string, number>;
+  /** Processes still under the runtime after the cycles (zombies included); 0 when none leaked. */
+  workersLeft: number;
 }
 
 /** Everything one benchmark run measured. */
@@ -82,6 +126,7 @@ export interface BenchReport {
   };
   /** Workers the runtime had for `hello` after the load runs (from `/_internal/metric`). */
   runtimeWorkersAfterLoad: number | null;
+  killRestart: KillRestartReport;
 }
 
 function positiveInteger(value: string, flag: string): number {
@@ -106,6 +151,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | undefined {
       duration: { type: "string" },
       connections: { type: "string", default: "50" },
       rounds: { type: "string" },
+      cycles: { type: "string" },
       generator: { type: "string", default: "auto" },
       quick: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
@@ -122,6 +168,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | undefined {
     durationSec: positiveInteger(values.duration ?? (isQuick ? "1" : "5"), "duration"),
     connections: positiveInteger(values.connections, "connections"),
     coldRounds: positiveInteger(values.rounds ?? (isQuick ? "3" : "10"), "rounds"),
+    cycles: positiveInteger(values.cycles ?? (isQuick ? "30" : "200"), "cycles"),
     warmupSec: WARMUP_SEC,
     generator,
     isQuick,
@@ -204,8 +251,11 @@ function bareServerArgs(handlerPath: string): string[] {
   ];
 }
 
-/** `deno run` arguments of the runtime serving `functionsDir` (the `start` task, quiet). */
-function runtimeArgs(functionsDir: string): string[] {
+/**
+ * `deno run` arguments of the runtime (the `start` task, quiet), serving `--functions=<dir>` or
+ * `--main-service=<dir>` as `serviceFlag` says.
+ */
+function runtimeArgs(serviceFlag: string): string[] {
   return [
     "run",
     "--allow-all",
@@ -214,7 +264,7 @@ function runtimeArgs(functionsDir: string): string[] {
     "start",
     "--port=0",
     "--ip=127.0.0.1",
-    `--functions=${functionsDir}`,
+    serviceFlag,
     "--graceful-exit-timeout=1",
     "-q",
   ];
@@ -290,7 +340,11 @@ async function measureColdStart(
     }
   }
   // 2. One runtime for all rounds; the first request it ever serves is not a function's.
-  const runtime = await startServer(scope, "runtime (cold start)", runtimeArgs(functionsDir));
+  const runtime = await startServer(
+    scope,
+    "runtime (cold start)",
+    runtimeArgs(`--functions=${functionsDir}`),
+  );
   await fetchText(client, `${runtime.origin}/_internal/health`, COLD_REQUEST_TIMEOUT_MS);
   const runtimeMs: number[] = [];
   const bareMs: number[] = [];
@@ -322,6 +376,90 @@ async function measureColdStart(
   return { runtimeMs, bareMs };
 }
 
+/** The runtime's children once they are gone, or whatever is left after `timeoutMs`. */
+async function childrenAfterExit(pid: number, timeoutMs: number): Promise<ChildProcessInfo[]> {
+  const deadline = performance.now() + timeoutMs;
+  while (true) {
+    const children = await childrenOf(pid);
+    if (children.length === 0 || performance.now() >= deadline) return children;
+    await delay(20);
+  }
+}
+
+/** Runs one kill/restart cycle; returns its time and, unless it ended as expected, its answer. */
+async function runCycle(
+  client: Deno.HttpClient,
+  runtime: { child: BenchChild; origin: string },
+  label: string,
+): Promise<{ ms: number; unexpected?: string }> {
+  const start = performance.now();
+  let answer: { status: number; body: string };
+  try {
+    answer = await fetchText(client, `${runtime.origin}/`, CYCLE_TIMEOUT_MS);
+  } catch (cause) {
+    const stderr = runtime.child.stderrTail();
+    throw new Error(
+      `Cannot run kill/restart cycle ${label}: ${cause}` +
+        (stderr ? `; the runtime's stderr ends with:\n${stderr}` : ""),
+      { cause },
+    );
+  }
+  const ms = performance.now() - start;
+  const { status, body } = answer;
+  return status === 200 && body.startsWith(CYCLE_ERROR_PREFIX)
+    ? { ms }
+    : { ms, unexpected: `${status} ${JSON.stringify(body.slice(0, 200))}` };
+}
+
+/**
+ * Boots and kills a worker `cycles` times, one after the other, and reads the runtime's resident
+ * memory after a warm-up and after the cycles, each time once the killed workers are gone.
+ */
+async function measureKillRestart(
+  scope: BenchScope,
+  client: Deno.HttpClient,
+  cycles: number,
+): Promise<KillRestartReport> {
+  const runtime = await startServer(
+    scope,
+    "runtime (kill/restart)",
+    runtimeArgs(`--main-service=${CYCLES_MAIN_SERVICE}`),
+  );
+  const unexpectedAnswers: Record<string, number> = {};
+  const count = (unexpected: string | undefined) => {
+    if (unexpected) unexpectedAnswers[unexpected] = (unexpectedAnswers[unexpected] ?? 0) + 1;
+  };
+  // 1. Warm-up: the first cycles compile the bootstrap and fill caches on both sides.
+  for (let i = 1; i <= WARMUP_CYCLES; i++) {
+    count((await runCycle(client, runtime, `warm-up ${i}`)).unexpected);
+  }
+  await childrenAfterExit(runtime.child.pid, WORKER_EXIT_WAIT_MS);
+  const rssBefore = await residentMemoryBytes(runtime.child.pid);
+  // 2. The measured cycles, one at a time: each boots a worker, which loops until it is killed.
+  const cycleMs: number[] = [];
+  for (let i = 1; i <= cycles; i++) {
+    const { ms, unexpected } = await runCycle(client, runtime, String(i));
+    cycleMs.push(ms);
+    count(unexpected);
+    if (i % 50 === 0 || i === cycles) progress(`kill/restart: ${i}/${cycles} cycles`);
+  }
+  // 3. Every worker must be gone: a live child or an unreaped zombie would be a leak.
+  const left = await childrenAfterExit(runtime.child.pid, WORKER_EXIT_WAIT_MS);
+  const rssAfter = await residentMemoryBytes(runtime.child.pid);
+  await scope.release(runtime.child);
+  return {
+    cycles,
+    warmupCycles: WARMUP_CYCLES,
+    rssBeforeMiB: rssBefore / MIB,
+    rssAfterMiB: rssAfter / MIB,
+    growthMiB: (rssAfter - rssBefore) / MIB,
+    cycleMedianMs: median(cycleMs),
+    cycleMaxMs: Math.max(...cycleMs),
+    unexpectedAnswers,
+    workersLeft: left.length,
+  };
+}
+
 /** Runs every measurement; children and temp dirs belong to `scope`. */
 export async function runBenchmark(
   scope: BenchScope,
@@ -347,7 +485,11 @@ export async function runBenchmark(
     });
     await scope.release(bare.child);
 
-    const runtime = await startServer(scope, "runtime", runtimeArgs(`${BENCH_DIR}fixtures`));
+    const runtime = await startServer(
+      scope,
+      "runtime",
+      runtimeArgs(`--functions=${BENCH_DIR}fixtures`),
+    );
     await expectHello(client, `${runtime.origin}/hello`, runtime.child);
     const runtimeRun = await measureTarget(scope, generator, {
       ...options,
@@ -362,6 +504,9 @@ export async function runBenchmark(
     const runtimeMedianMs = median(cold.runtimeMs);
     const bareMedianMs = median(cold.bareMs);
 
+    progress(`kill/restart: ${WARMUP_CYCLES} warm-up cycles, then ${options.cycles}`);
+    const killRestart = await measureKillRestart(scope, client, options.cycles);
+
     return {
       machine: {
         cores: navigator.hardwareConcurrency,
@@ -374,6 +519,7 @@ export async function runBenchmark(
         durationSec: options.durationSec,
         connections: options.connections,
         coldRounds: options.coldRounds,
+        cycles: options.cycles,
         warmupSec: options.warmupSec,
         isQuick: options.isQuick,
       },
@@ -394,6 +540,7 @@ export async function runBenchmark(
         ratio: runtimeMedianMs / bareMedianMs,
       },
       runtimeWorkersAfterLoad,
+      killRestart,
     };
   } finally {
     client.close();
@@ -415,7 +562,7 @@ function row(label: string, result: LoadResult, note = ""): string {
 
 /** The human-readable report: the table, then warnings about failed requests. */
 export function formatReport(report: BenchReport): string[] {
-  const { throughput, singleConnection, coldStart, machine } = report;
+  const { throughput, singleConnection, coldStart, machine, killRestart } = report;
   const c = report.options.connections;
   const lines = [
     "target".padEnd(26) + "req/s".padStart(10) + "p50 ms".padStart(10) + "p99 ms".padStart(10),
@@ -434,6 +581,12 @@ export function formatReport(report: BenchReport): string[] {
     `cold start: runtime median ${coldStart.runtimeMedianMs.toFixed(1)} ms, ` +
     `bare deno run median ${coldStart.bareMedianMs.toFixed(1)} ms, ` +
     `ratio ${coldStart.ratio.toFixed(2)} (${coldStart.runtimeMs.length} rounds each)`,
+    `kill/restart cycles: ${killRestart.cycles}, ` +
+    `main RSS before ${killRestart.rssBeforeMiB.toFixed(1)} MiB, ` +
+    `after ${killRestart.rssAfterMiB.toFixed(1)} MiB, ` +
+    `growth ${killRestart.growthMiB.toFixed(1)} MiB`,
+    `kill/restart: median cycle ${killRestart.cycleMedianMs.toFixed(1)} ms, ` +
+    `max ${killRestart.cycleMaxMs.toFixed(1)} ms, worker processes left ${killRestart.workersLeft}`,
     `machine: ${machine.cores} cores, ${machine.cpuModel}, deno ${machine.deno}, ` +
     `generator ${machine.generator}, load average at start ${machine.loadAverageAtStart ?? "?"}`,
   ];
@@ -460,6 +613,18 @@ export function formatReport(report: BenchReport): string[] {
       );
     }
   }
+  if (killRestart.workersLeft > 0) {
+    lines.push(
+      `warning: kill/restart: ${killRestart.workersLeft} worker process(es) still under the ` +
+        `runtime ${WORKER_EXIT_WAIT_MS / 1000} s after the last cycle`,
+    );
+  }
+  for (const [answer, times] of Object.entries(killRestart.unexpectedAnswers)) {
+    lines.push(
+      `warning: kill/restart: ${times} of ${killRestart.warmupCycles + killRestart.cycles} ` +
+        `cycles answered ${answer} instead of a WorkerRequestCancelled error`,
+    );
+  }
   return lines;
 }
 
@@ -485,7 +650,8 @@ async function main(argv: string[]): Promise<number> {
   };
   // A backstop far above the expected run time; every step also has its own timeout.
   const budgetMs = (
-    2 * (options.warmupSec + 2 * options.durationSec) + 30 * (options.coldRounds + 1) + 180
+    2 * (options.warmupSec + 2 * options.durationSec) + 30 * (options.coldRounds + 1) +
+    2 * (WARMUP_CYCLES + options.cycles) + 240
   ) * 1000;
   const watchdog = setTimeout(async () => {
     progress(`gave up after ${budgetMs / 1000} s, cleaning up`);

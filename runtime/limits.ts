@@ -129,10 +129,9 @@ export function parseProcStat(text: string): ProcessUsage | undefined {
   if (close === -1) return undefined;
   const fields = text.slice(close + 2).split(" ");
   // fields[0] is field 3 (state); utime, stime and rss are fields 14, 15 and 24.
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
-  const rssPages = Number(fields[21]);
-  if (![utime, stime, rssPages].every(Number.isFinite)) return undefined;
+  const numbers = [fields[11], fields[12], fields[21]];
+  if (!numbers.every((field) => field !== undefined && /^\d+$/.test(field))) return undefined;
+  const [utime, stime, rssPages] = numbers.map(Number);
   return {
     cpuMs: ((utime + stime) * 1000) / CLOCK_TICKS_PER_SECOND,
     rssBytes: rssPages * PAGE_BYTES,

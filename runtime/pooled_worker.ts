@@ -68,6 +68,12 @@ export class PooledWorker {
     return this.#state;
   }
 
+  /** True when the worker may be handed out: ready, and not being ended by the supervisor. */
+  get isReady(): boolean {
+    return this.#state === "ready" && this.process.verdict === undefined &&
+      this.process.exit === undefined;
+  }
+
   get inflight(): number {
     return this.#inflight;
   }

@@ -56,7 +56,7 @@ export function parseControlLine(line: string): WorkerControl | undefined {
   if (v.type !== "beforeunload") return undefined;
   const reasons = ["cpu", "memory", "wall_clock", "early_drop", "termination"];
   return typeof v.reason === "string" && reasons.includes(v.reason)
-    ? value as WorkerControl
+    ? { type: "beforeunload", reason: v.reason as WorkerControl["reason"] }
     : undefined;
 }
 
@@ -94,7 +94,7 @@ function isWorkerStatus(value: unknown): value is WorkerStatus {
   const v = value as Record<string, unknown>;
   if (typeof v.token !== "string") return false;
   if (v.kind === "ready") return true;
-  if (v.kind === "pending_tasks") return typeof v.count === "number";
+  if (v.kind === "pending_tasks") return Number.isSafeInteger(v.count) && (v.count as number) >= 0;
   return (v.kind === "boot_error" || v.kind === "evaluation_error") &&
     typeof v.message === "string";
 }

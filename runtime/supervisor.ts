@@ -264,9 +264,11 @@ export async function spawnWorker(options: SpawnWorkerOptions): Promise<WorkerPr
   const timedOut = new Promise<"timeout">((resolve) => {
     timer = setTimeout(() => resolve("timeout"), options.bootTimeoutMs);
   });
+  let onAbort: (() => void) | undefined;
   const aborted = new Promise<"aborted">((resolve) => {
-    if (options.signal?.aborted) resolve("aborted");
-    options.signal?.addEventListener("abort", () => resolve("aborted"), { once: true });
+    onAbort = () => resolve("aborted");
+    if (options.signal?.aborted) onAbort();
+    options.signal?.addEventListener("abort", onAbort, { once: true });
   });
   let cpuWatch: ReturnType<typeof setInterval> | undefined;
   const overCpu = new Promise<"cpu">((resolve) => {
@@ -290,6 +292,9 @@ export async function spawnWorker(options: SpawnWorkerOptions): Promise<WorkerPr
   ]);
   clearTimeout(timer);
   clearInterval(cpuWatch);
+  // The shutdown signal is shared by every spawn: a listener left on it would keep this whole
+  // scope (child process, pipes) alive for the runtime's lifetime.
+  if (onAbort) options.signal?.removeEventListener("abort", onAbort);
   const worker = new WorkerProcess({
     functionName,
     socketPath: boot.socketPath,

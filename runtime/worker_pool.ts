@@ -91,6 +91,8 @@ export class WorkerPool {
   readonly #spawning = new Set<Promise<unknown>>();
   readonly #shutdownSignal = new AbortController();
   readonly #endTimers = new Set<ReturnType<typeof setTimeout>>();
+  /** Workers told `beforeunload` and waiting out their grace before the kill. */
+  readonly #ending = new Set<PooledWorker>();
   readonly #absentTimeoutMs = new Map<PooledWorker, number>();
   #sampler: ReturnType<typeof setInterval> | undefined;
   #retiredCount = 0;
@@ -140,7 +142,7 @@ export class WorkerPool {
   /** Live, non-retired workers plus boots in flight: what counts against `maxParallelism`. */
   #occupancy(slot: ServiceSlot): number {
     let count = slot.booting;
-    for (const worker of slot.workers) if (worker.state === "ready") count++;
+    for (const worker of slot.workers) if (worker.isReady) count++;
     return count;
   }
 
@@ -155,17 +157,17 @@ export class WorkerPool {
     if (policy === "per_worker") {
       // Round-robin over ready workers without allocating: the n-th ready one, n advancing.
       let readyCount = 0;
-      for (const worker of slot.workers) if (worker.state === "ready") readyCount++;
+      for (const worker of slot.workers) if (worker.isReady) readyCount++;
       if (readyCount === 0) return undefined;
       let skip = slot.nextIndex++ % readyCount;
       for (const worker of slot.workers) {
-        if (worker.state !== "ready") continue;
+        if (!worker.isReady) continue;
         if (skip-- === 0) return worker;
       }
       return undefined;
     }
     for (const worker of slot.workers) {
-      if (worker.state === "ready" && !worker.isLeased && worker.inflight === 0) {
+      if (worker.isReady && !worker.isLeased && worker.inflight === 0) {
         worker.lease(requestWaitTimeoutMs);
         return worker;
       }
@@ -292,7 +294,9 @@ export class WorkerPool {
     }
     process.onPendingTasksChange = () => this.#endIfIdle(worker);
     // Lease before anyone waiting on the slot can see the worker: it belongs to this caller.
-    if (this.#options.policy !== "per_worker") worker.lease(requestWaitTimeoutMs);
+    // Under per_worker the lease only keeps the worker alive for its creator's first request,
+    // even if its boot already used up a low CPU soft limit and retired it.
+    worker.lease(requestWaitTimeoutMs);
     slot.workers.add(worker);
     this.#byId.set(id, worker);
     this.#sample(worker);
@@ -362,6 +366,8 @@ export class WorkerPool {
    */
   #endGracefully(worker: PooledWorker, reason: "EarlyDrop" | "TerminationRequested"): void {
     if (worker.state === "ended" || worker.process.verdict !== undefined) return;
+    if (this.#ending.has(worker)) return;
+    this.#ending.add(worker);
     worker.retire();
     worker.process.send({
       type: "beforeunload",
@@ -375,6 +381,7 @@ export class WorkerPool {
     worker.process.exited.then(() => {
       clearTimeout(timer);
       this.#endTimers.delete(timer);
+      this.#ending.delete(worker);
     });
   }
 
@@ -424,6 +431,7 @@ export class WorkerPool {
             } MiB, ` +
             `${Math.round(sample.elapsedMs)} ms)`,
         );
+        worker.retire();
         worker.process.kill(action.reason);
         return;
       }
@@ -447,7 +455,8 @@ export class WorkerPool {
     if (this.#options.policy !== "per_worker") return 0;
     let count = 0;
     for (const worker of this.#byId.values()) {
-      if (worker.state === "ended" || !worker.isIdle) continue;
+      // A retired worker is already on its way out (its early drop is under way or pending).
+      if (!worker.isReady || !worker.isIdle) continue;
       this.#endGracefully(worker, "EarlyDrop");
       count++;
     }

@@ -1,13 +1,17 @@
 /**
- * Unit tests for `runtime/protocol.ts`: the status line a worker prints and the boot config guard.
+ * Unit tests for `runtime/protocol.ts`: the status line a worker prints, the control lines the
+ * supervisor writes, and the boot config guard.
  */
 
 import assert from "node:assert/strict";
 import {
+  formatControlLine,
   formatStatusLine,
   isWorkerBootConfig,
+  parseControlLine,
   parseStatusLine,
   STATUS_LINE_PREFIX,
+  type WorkerControl,
   type WorkerStatus,
 } from "../../runtime/protocol.ts";
 
@@ -29,9 +33,12 @@ Deno.test("parseStatusLine() reads back what formatStatusLine() wrote", async (t
     { token: TOKEN, kind: "ready" },
     { token: TOKEN, kind: "boot_error", message: 'Module not found "file:///x.ts"' },
     { token: TOKEN, kind: "evaluation_error", message: "Error: boom\n    at file:///x.ts:1:7" },
+    { token: TOKEN, kind: "pending_tasks", count: 0 },
+    { token: TOKEN, kind: "pending_tasks", count: 3 },
   ];
   for (const status of statuses) {
-    await t.step(status.kind, () => {
+    const name = status.kind === "pending_tasks" ? `pending_tasks ${status.count}` : status.kind;
+    await t.step(name, () => {
       const line = formatStatusLine(status);
       assert.deepEqual(parseStatusLine(line, TOKEN), { before: "", status });
       assert.deepEqual(parseStatusLine(line.trimEnd(), TOKEN), { before: "", status });
@@ -71,10 +78,71 @@ Deno.test("parseStatusLine() ignores lines without a valid status", async (t) =>
       `${STATUS_LINE_PREFIX}{"token":"${TOKEN}","kind":"evaluation_error","message":5}`,
     "trailing text after the JSON":
       `${STATUS_LINE_PREFIX}{"token":"${TOKEN}","kind":"ready"} and more`,
+    "pending_tasks without count":
+      `${STATUS_LINE_PREFIX}{"token":"${TOKEN}","kind":"pending_tasks"}`,
+    "pending_tasks with a string count":
+      `${STATUS_LINE_PREFIX}{"token":"${TOKEN}","kind":"pending_tasks","count":"3"}`,
+    "pending_tasks with a null count":
+      `${STATUS_LINE_PREFIX}{"token":"${TOKEN}","kind":"pending_tasks","count":null}`,
+    "pending_tasks with an array count":
+      `${STATUS_LINE_PREFIX}{"token":"${TOKEN}","kind":"pending_tasks","count":[1]}`,
   };
   for (const [name, line] of Object.entries(cases)) {
     await t.step(name, () => {
       assert.equal(parseStatusLine(line, TOKEN), undefined);
+    });
+  }
+});
+
+Deno.test("parseStatusLine() ignores pending_tasks with the wrong token", () => {
+  const line = formatStatusLine({ token: "forged", kind: "pending_tasks", count: 1 });
+  assert.equal(parseStatusLine(line, TOKEN), undefined);
+});
+
+const BEFOREUNLOAD_REASONS = ["cpu", "memory", "wall_clock", "early_drop", "termination"] as const;
+
+Deno.test("formatControlLine() writes one JSON line", () => {
+  const line = formatControlLine({ type: "beforeunload", reason: "cpu" });
+  assert.ok(line.endsWith("\n"));
+  assert.equal(line.split("\n").length, 2, "one line only");
+  assert.deepEqual(JSON.parse(line), { type: "beforeunload", reason: "cpu" });
+});
+
+Deno.test("parseControlLine() reads back what formatControlLine() wrote", async (t) => {
+  for (const reason of BEFOREUNLOAD_REASONS) {
+    await t.step(`beforeunload ${reason}`, () => {
+      const control: WorkerControl = { type: "beforeunload", reason };
+      const line = formatControlLine(control);
+      assert.deepEqual(parseControlLine(line), control);
+      assert.deepEqual(parseControlLine(line.trimEnd()), control);
+    });
+  }
+});
+
+Deno.test("parseControlLine() returns undefined for anything else", async (t) => {
+  const cases: Record<string, string> = {
+    "empty line": "",
+    "bad JSON": '{"type":"beforeunload",',
+    "plain text": "beforeunload cpu",
+    "JSON null": "null",
+    "JSON array": '["beforeunload","cpu"]',
+    "JSON string": '"beforeunload"',
+    "JSON number": "1",
+    "unknown type": '{"type":"unload","reason":"cpu"}',
+    "missing type": '{"reason":"cpu"}',
+    "unknown reason": '{"type":"beforeunload","reason":"timeout"}',
+    "reason in another case": '{"type":"beforeunload","reason":"CPU"}',
+    "worker end reason instead of a beforeunload reason":
+      '{"type":"beforeunload","reason":"CPUTime"}',
+    "missing reason": '{"type":"beforeunload"}',
+    "numeric reason": '{"type":"beforeunload","reason":1}',
+    "reasons as an array": '{"type":"beforeunload","reason":["cpu"]}',
+    "trailing text after the JSON": '{"type":"beforeunload","reason":"cpu"} and more',
+    "two lines": '{"type":"beforeunload","reason":"cpu"}\n{"type":"beforeunload","reason":"cpu"}',
+  };
+  for (const [name, line] of Object.entries(cases)) {
+    await t.step(name, () => {
+      assert.equal(parseControlLine(line), undefined);
     });
   }
 });
