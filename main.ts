@@ -24,7 +24,9 @@ Options:
   -p, --port <PORT>                          TCP port (default 9000, env EDGE_RUNTIME_PORT)
   -i, --ip <HOST>                            bind address (default 0.0.0.0)
       --main-service <DIR>                   user-written main service (default: built-in)
-      --functions <DIR>                      functions folder of the built-in main service (default ./functions)
+      --functions <DIR>                      functions folder of the built-in main service
+                                             (default ./functions, else ./supabase/functions)
+      --no-verify-jwt                        built-in main service: no JWT checks (JWT_SECRET / JWT_JWKS)
       --event-worker <DIR>                   event worker module (not implemented yet)
       --policy <per_worker|per_request|oneshot>  worker policy (default per_worker)
       --max-parallelism <N>                  most workers per function (default: CPU count)
@@ -49,6 +51,14 @@ const HINT = "Run 'main.ts start --help' for usage.";
 
 /** Flags that are parsed and validated but whose behaviour has not landed yet. */
 const NOT_YET_IMPLEMENTED = ["event-worker", "request-read-timeout", "watch"] as const;
+
+function isDirectory(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
 
 function usageError(message: string): never {
   // deno-lint-ignore no-console
@@ -83,6 +93,7 @@ function parseFlags(argv: string[]) {
       inspect: { type: "string" },
       "env-file": { type: "string" },
       watch: { type: "boolean" },
+      "no-verify-jwt": { type: "boolean" },
       verbose: { type: "boolean", short: "v" },
       quiet: { type: "boolean", short: "q" },
       help: { type: "boolean", short: "h" },
@@ -134,9 +145,14 @@ async function main(argv: string[]): Promise<void> {
     inspect: values.inspect,
     envFile: values["env-file"],
     watch: values.watch,
+    noVerifyJwt: values["no-verify-jwt"],
     verbose: values.verbose,
     quiet: values.quiet,
   };
+  // Like `supabase functions serve`, a Supabase project's functions folder is found by itself.
+  if (options.functions === undefined && !isDirectory("./functions")) {
+    if (isDirectory("./supabase/functions")) options.functions = "./supabase/functions";
+  }
   let envFileText: string | undefined;
   if (options.envFile !== undefined) {
     try {

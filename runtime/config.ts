@@ -53,6 +53,8 @@ export interface RuntimeOptions {
   envFile?: string;
   /** Restart workers when their files change. @default false */
   watch?: boolean;
+  /** Skip JWT checks in the built-in main service even when keys are configured. */
+  noVerifyJwt?: boolean;
   /** Debug logging. @default false */
   verbose?: boolean;
   /** No logging at all. @default false */
@@ -98,6 +100,12 @@ export interface ResolvedConfig {
   readonly cwd: string;
   /** Environment the built-in default main service gives functions. */
   readonly functionEnv: readonly (readonly [string, string])[];
+  /** HS256 secret for the built-in main service's JWT checks (env `JWT_SECRET`). */
+  readonly jwtSecret: string | undefined;
+  /** Key set for ES256/RS256 checks: JSON, file or URL (env `JWT_JWKS` or `SUPABASE_JWKS`). */
+  readonly jwks: string | undefined;
+  /** False when `--no-verify-jwt` turns JWT checks off. */
+  readonly verifyJwt: boolean;
 }
 
 /** Limits every worker gets unless its `create()` options say otherwise (Supabase's defaults). */
@@ -275,5 +283,8 @@ export function resolveConfig(options: RuntimeOptions, facts: HostFacts): Resolv
     denoDir: defaultDenoDir(env, cwd),
     cwd,
     functionEnv: functionEnvFrom(env, envFilePairs),
+    jwtSecret: env.JWT_SECRET || undefined,
+    jwks: env.JWT_JWKS || env.SUPABASE_JWKS || undefined,
+    verifyJwt: !options.noVerifyJwt,
   });
 }

@@ -5,7 +5,11 @@
 
 import { fileURLToPath } from "node:url";
 import type { ResolvedConfig } from "./config.ts";
-import { createDefaultMainService } from "./default_main/mod.ts";
+import {
+  createDefaultMainService,
+  createJwtVerifier,
+  loadFunctionSettings,
+} from "./default_main/mod.ts";
 import type { Logger } from "./log.ts";
 import {
   createEdgeRuntimeApi,
@@ -97,12 +101,18 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
       service = loaded.serve;
       capture = loaded.capture;
     } else {
+      const settings = await loadFunctionSettings(config.functionsPath);
+      const verifyJwt = config.verifyJwt
+        ? await createJwtVerifier({ secret: config.jwtSecret, jwks: config.jwks })
+        : undefined;
       service = {
         handler: createDefaultMainService({
           functionsPath: config.functionsPath,
           functionEnv: config.functionEnv,
           api,
           logger,
+          settings,
+          verifyJwt,
         }),
         onError: undefined,
         onListen: undefined,

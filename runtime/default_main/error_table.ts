@@ -87,6 +87,11 @@ export function classifyFailure(error: unknown): DefaultMainFailure {
   return "internal";
 }
 
+/** The 401 of a failed JWT check, with its Supabase CLI message (`{"msg": ...}`). */
+export function unauthorizedResponse(msg: string): Response {
+  return Response.json({ msg }, { status: 401 });
+}
+
 /** Builds the response for a failure. */
 export function failureResponse(failure: DefaultMainFailure): Response {
   const { status, body } = FAILURE_ANSWERS[failure];

@@ -4,14 +4,25 @@
  */
 
 import { Hono } from "hono";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { DEFAULT_WORKER_LIMITS } from "../config.ts";
 import { findEntrypoint } from "../entrypoint.ts";
 import { WorkerAlreadyRetired } from "../errors.ts";
 import { formatError, type Logger } from "../log.ts";
 import type { EdgeRuntimeMainApi, RuntimeMetrics } from "../main_service.ts";
 import type { ServeHandler } from "../serve_capture.ts";
-import { classifyFailure, FAILURE_ANSWERS, failureResponse } from "./error_table.ts";
+import {
+  classifyFailure,
+  FAILURE_ANSWERS,
+  failureResponse,
+  unauthorizedResponse,
+} from "./error_table.ts";
+import type { FunctionSettings, FunctionSettingsTable } from "./function_config.ts";
+import type { JwtVerifier } from "./jwt.ts";
+
+export { loadFunctionSettings } from "./function_config.ts";
+export { createJwtVerifier } from "./jwt.ts";
 
 /** A function name as it may appear in a URL (checked before any decoding). */
 export const FUNCTION_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
@@ -30,6 +41,10 @@ export interface DefaultMainOptions {
   functionEnv: readonly (readonly [string, string])[];
   api: EdgeRuntimeMainApi;
   logger: Logger;
+  /** Per-function settings (config.toml, config.json). */
+  settings: FunctionSettingsTable;
+  /** JWT checks, when keys are configured and checks are on. */
+  verifyJwt: JwtVerifier | undefined;
 }
 
 /** Where a request goes: the function name and the URL the function sees. */
@@ -71,6 +86,16 @@ export function routeFunction(requestUrl: string): FunctionRoute | undefined {
   return { name, url: origin + rest };
 }
 
+/** The `create()` options a function's settings add. */
+function settingsOptions(settings: FunctionSettings | undefined): Record<string, unknown> {
+  if (!settings) return {};
+  return {
+    ...(settings.entrypoint ? { maybeEntrypoint: pathToFileURL(settings.entrypoint).href } : {}),
+    ...(settings.importMap ? { context: { importMapPath: settings.importMap } } : {}),
+    staticPatterns: settings.staticFiles,
+  };
+}
+
 /** Renders runtime metrics in the Prometheus text format. */
 export function prometheusText(metrics: RuntimeMetrics): string {
   const lines: string[] = [];
@@ -108,7 +133,7 @@ export function prometheusText(metrics: RuntimeMetrics): string {
  * Builds the default main service's handler.
  */
 export function createDefaultMainService(options: DefaultMainOptions): ServeHandler {
-  const { api, logger, functionsPath } = options;
+  const { api, logger, functionsPath, settings, verifyJwt } = options;
   const envVars = options.functionEnv.map(([n, v]) => [n, v] as [string, string]);
   const app = new Hono();
 
@@ -122,6 +147,11 @@ export function createDefaultMainService(options: DefaultMainOptions): ServeHand
       }),
   );
 
+  const servicePathOf = (name: string) => {
+    const entrypoint = settings.get(name)?.entrypoint;
+    return entrypoint ? dirname(entrypoint) : join(functionsPath, name);
+  };
+
   // One options object per function name, built once: this runs on every request.
   const optionsByName = new Map<string, Record<string, unknown>>();
   const createOptionsFor = (name: string) => {
@@ -129,9 +159,10 @@ export function createDefaultMainService(options: DefaultMainOptions): ServeHand
     if (!options) {
       if (optionsByName.size >= 1024) optionsByName.clear();
       options = Object.freeze({
-        servicePath: join(functionsPath, name),
-        envVars,
         ...DEFAULT_WORKER_LIMITS,
+        ...settingsOptions(settings.get(name)),
+        servicePath: servicePathOf(name),
+        envVars,
         noModuleCache: false,
         forceCreate: false,
       });
@@ -152,13 +183,19 @@ export function createDefaultMainService(options: DefaultMainOptions): ServeHand
   };
 
   const serveFunction = async (request: Request, route: FunctionRoute): Promise<Response> => {
+    if (
+      verifyJwt && request.method !== "OPTIONS" && settings.get(route.name)?.verifyJwt !== false
+    ) {
+      const verdict = await verifyJwt(request.headers.get("authorization"));
+      if (!verdict.ok) return unauthorizedResponse(verdict.msg);
+    }
     const forwarded = route.url === request.url ? request : new Request(route.url, request);
     try {
       return await callFunction(route.name, forwarded);
     } catch (error) {
       let failure = classifyFailure(error);
       if (
-        failure === "boot_error" &&
+        failure === "boot_error" && !settings.get(route.name)?.entrypoint &&
         !(await findEntrypoint(join(functionsPath, route.name)))
       ) {
         failure = "function_not_found";

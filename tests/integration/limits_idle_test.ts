@@ -179,24 +179,17 @@ Deno.test("idle workers end early with beforeunload early_drop", async (t) => {
       await waitForEnd(result.body.pid!);
     });
 
-    // BUG: WorkerPool.cleanupIdle() (runtime/worker_pool.ts) skips only `state === "ended"`
-    // workers, so a worker whose early drop is already under way (state "retired", in its 100 ms
-    // UNLOAD_GRACE_MS before the SIGKILL) is counted again and gets a second `beforeunload`
-    // (early_drop) plus a second kill timer. Two cleanups in a row answer {count: 1} twice and the
-    // function logs `beforeunload reason=early_drop` twice. Remove `ignore` once fixed.
-    await t.step({
-      name: "back-to-back cleanups count an idle worker once and warn it once",
-      ignore: false,
-      fn: async () => {
-        const mark = rt.stderr().length;
-        const worker = await call(`${rt.url}/beforeunload-logger`, { force: true });
-        const counts = [await cleanupIdleWorkers(rt), await cleanupIdleWorkers(rt)];
-        assert.equal(await waitForEndedLine(rt, mark, worker.body.pid!), "EarlyDrop");
-        await waitForEnd(worker.body.pid!);
-        assert.deepEqual(counts, [1, 0]);
-        const warnings = logSince(rt, mark).match(/beforeunload reason=early_drop/g) ?? [];
-        assert.equal(warnings.length, 1, `beforeunload fired ${warnings.length} times`);
-      },
+    // Regression: a second cleanup during a worker's 100 ms unload grace counted it again and
+    // sent it a second beforeunload (50de2ba).
+    await t.step("back-to-back cleanups count an idle worker once and warn it once", async () => {
+      const mark = rt.stderr().length;
+      const worker = await call(`${rt.url}/beforeunload-logger`, { force: true });
+      const counts = [await cleanupIdleWorkers(rt), await cleanupIdleWorkers(rt)];
+      assert.equal(await waitForEndedLine(rt, mark, worker.body.pid!), "EarlyDrop");
+      await waitForEnd(worker.body.pid!);
+      assert.deepEqual(counts, [1, 0]);
+      const warnings = logSince(rt, mark).match(/beforeunload reason=early_drop/g) ?? [];
+      assert.equal(warnings.length, 1, `beforeunload fired ${warnings.length} times`);
     });
   });
 });

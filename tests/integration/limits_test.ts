@@ -283,19 +283,13 @@ Deno.test("limits (per_request) count CPU time and wall clock per request", asyn
       },
     );
 
-    // BUG: a request waiting for the only worker (per_request, --max-parallelism=1) is handed
-    // that worker in the moment after the supervisor has SIGKILLed it for another request's CPU
-    // time, and fails with WorkerRequestCancelled although it never ran and its own usage was 0.
-    // The killed request's onDone() makes the worker idle and wakes the waiters before its exit is
-    // processed; WorkerPool.tryAcquireWarm() sees state "ready" and leases it (it checks neither
-    // `process.verdict` nor a retired mark, and the kill branch of WorkerPool.#sample() does not
-    // retire the worker). Repro: two concurrent requests, /cpu-burner?ms=3000 then
-    // (200 ms later) /cpu-burner?ms=0, both with soft 10000 / hard 500: both answer
-    // 500 WorkerRequestCancelled, every time. Remove `ignore` once fixed.
-    await t.step({
-      name: "a request waiting for a worker that is then killed gets a new worker",
-      ignore: false,
-      fn: async () => {
+    // Regression: a request waiting for the only worker was handed it in the moment after the
+    // supervisor had SIGKILLed it for another request's CPU time (the killed request's end woke the
+    // waiters before the exit was processed), and failed with WorkerRequestCancelled although it
+    // never ran. Killed workers are no longer ready (50de2ba).
+    await t.step(
+      "a request waiting for a worker that is then killed gets a new worker",
+      async () => {
         const limits = { softMs: 10_000, hardMs: 500 };
         const hog = call(`${rt.url}/cpu-burner?ms=3000`, limits);
         await new Promise((resolve) => setTimeout(resolve, 200));
@@ -303,7 +297,7 @@ Deno.test("limits (per_request) count CPU time and wall clock per request", asyn
         assert.deepEqual((await hog).body, CANCELLED);
         assert.equal(waiting.status, 200, JSON.stringify(waiting.body));
       },
-    });
+    );
 
     await t.step("one request over the hard limit is still killed", async () => {
       const mark = rt.stderr().length;

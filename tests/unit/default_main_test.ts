@@ -243,6 +243,8 @@ async function setup(create: CreateBehaviour, functionEnv: [string, string][] = 
     functionEnv,
     api,
     logger: createLogger("debug", (level, line) => logs.push({ level, line })),
+    settings: new Map(),
+    verifyJwt: undefined,
   });
   return {
     functionsPath,

@@ -1,0 +1,129 @@
+/**
+ * Per-function settings of the built-in main service, as `supabase functions serve` reads them:
+ * `supabase/config.toml` `[functions.<name>]`, then `<functions>/<name>/config.json` on top.
+ */
+
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { parse as parseToml } from "smol-toml";
+import { ConfigError } from "../errors.ts";
+
+/** One function's settings, resolved to absolute paths. */
+export interface FunctionSettings {
+  /** Require a valid JWT (when a JWT secret or key set is configured). */
+  verifyJwt: boolean | undefined;
+  /** Entry module, when not the folder's `index.ts`. */
+  entrypoint: string | undefined;
+  /** Import map file for the worker (`context.importMapPath`). */
+  importMap: string | undefined;
+  /** Globs of static files the function may read. */
+  staticFiles: string[];
+}
+
+/** Settings by function name; names without settings are absent. */
+export type FunctionSettingsTable = ReadonlyMap<string, FunctionSettings>;
+
+interface RawSettings {
+  verify_jwt?: unknown;
+  entrypoint?: unknown;
+  import_map?: unknown;
+  static_files?: unknown;
+}
+
+function readRaw(raw: RawSettings, base: string, source: string): Partial<FunctionSettings> {
+  const out: Partial<FunctionSettings> = {};
+  const fail = (key: string, expected: string) => {
+    throw new ConfigError(`Invalid "${key}" in ${source}: expected ${expected}`);
+  };
+  const path = (value: string) => isAbsolute(value) ? value : resolve(base, value);
+  if (raw.verify_jwt !== undefined) {
+    if (typeof raw.verify_jwt !== "boolean") fail("verify_jwt", "true or false");
+    out.verifyJwt = raw.verify_jwt as boolean;
+  }
+  if (raw.entrypoint !== undefined) {
+    if (typeof raw.entrypoint !== "string") fail("entrypoint", "a path");
+    out.entrypoint = path(raw.entrypoint as string);
+  }
+  if (raw.import_map !== undefined) {
+    if (typeof raw.import_map !== "string") fail("import_map", "a path");
+    out.importMap = path(raw.import_map as string);
+  }
+  if (raw.static_files !== undefined) {
+    const files = raw.static_files;
+    if (!Array.isArray(files) || !files.every((f) => typeof f === "string")) {
+      fail("static_files", "a list of globs");
+    }
+    out.staticFiles = (files as string[]).map(path);
+  }
+  return out;
+}
+
+async function readTextIfExists(path: string): Promise<string | undefined> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * Reads the settings of every function in `functionsPath`.
+ *
+ * `config.toml` is looked for in the parent of the functions folder (the `supabase/` folder of a
+ * Supabase project); its paths are relative to the project root (the parent of `supabase/`), as
+ * the Supabase CLI reads them. A `config.json` path is relative to its function folder.
+ *
+ * @throws {ConfigError} when a file is malformed
+ */
+export async function loadFunctionSettings(functionsPath: string): Promise<FunctionSettingsTable> {
+  const merged = new Map<string, Partial<FunctionSettings>>();
+  const tomlPath = join(dirname(functionsPath), "config.toml");
+  const tomlText = await readTextIfExists(tomlPath);
+  if (tomlText !== undefined) {
+    let toml: Record<string, unknown>;
+    try {
+      toml = parseToml(tomlText) as Record<string, unknown>;
+    } catch (error) {
+      throw new ConfigError(`Cannot parse "${tomlPath}": ${(error as Error).message}`);
+    }
+    const projectRoot = dirname(dirname(functionsPath));
+    const functions = (toml.functions ?? {}) as Record<string, RawSettings>;
+    for (const [name, raw] of Object.entries(functions)) {
+      if (typeof raw !== "object" || raw === null) continue;
+      merged.set(name, readRaw(raw, projectRoot, `${tomlPath} [functions.${name}]`));
+    }
+  }
+  let entries: Deno.DirEntry[] = [];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(functionsPath));
+  } catch {
+    // A missing functions folder serves nothing; requests get 404.
+  }
+  for (const entry of entries) {
+    if (!entry.isDirectory) continue;
+    const jsonPath = join(functionsPath, entry.name, "config.json");
+    const text = await readTextIfExists(jsonPath);
+    if (text === undefined) continue;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch (error) {
+      throw new ConfigError(`Cannot parse "${jsonPath}": ${(error as Error).message}`);
+    }
+    if (typeof raw !== "object" || raw === null) {
+      throw new ConfigError(`Invalid "${jsonPath}": expected a JSON object`);
+    }
+    const fromJson = readRaw(raw as RawSettings, join(functionsPath, entry.name), jsonPath);
+    merged.set(entry.name, { ...merged.get(entry.name), ...fromJson });
+  }
+  const table = new Map<string, FunctionSettings>();
+  for (const [name, partial] of merged) {
+    table.set(name, {
+      verifyJwt: partial.verifyJwt,
+      entrypoint: partial.entrypoint,
+      importMap: partial.importMap,
+      staticFiles: partial.staticFiles ?? [],
+    });
+  }
+  return table;
+}
