@@ -157,6 +157,17 @@ Deno.test("limits (per_worker) kill a worker whose resident memory grows past me
   });
 });
 
+Deno.test("limits (per_worker) tell the function about its memory limit before killing it", async () => {
+  const args = [SUPABASE_API, "--dispatch-beforeunload-memory-ratio=50"];
+  await withRuntime({ args }, async (rt) => {
+    const mark = rt.stderr().length;
+    const result = await call(`${rt.url}/memory-warning`, { memoryMb: 32, force: true });
+    assert.deepEqual([result.status, result.body], [500, CANCELLED]);
+    await waitForLog(rt, mark, /\[fn:memory-warning\] beforeunload reason=memory/);
+    await settle(rt);
+  });
+});
+
 Deno.test("limits (per_worker) retire a worker at half its wall clock and kill it at the full time", async (t) => {
   const args = [SUPABASE_API, "-v", "--dispatch-beforeunload-wall-clock-ratio=50"];
   await withRuntime({ args }, async (rt) => {
