@@ -49,7 +49,7 @@ export class PooledWorker {
   readonly #startedAt = performance.now();
   #requestStartedAt = 0;
   #cpuAtRequestStart = 0;
-  #lastActivityAt = performance.now();
+  #lastActivityAt = Date.now();
   #bootRssBytes: number | undefined;
   #usage: ProcessUsage = { cpuMs: 0, rssBytes: 0 };
   #peakRssBytes = 0;
@@ -89,7 +89,7 @@ export class PooledWorker {
 
   /** Milliseconds since the last request ended (or since boot). */
   get idleForMs(): number {
-    return this.#inflight > 0 ? 0 : performance.now() - this.#lastActivityAt;
+    return this.#inflight > 0 ? 0 : Date.now() - this.#lastActivityAt;
   }
 
   /** The latest sampled usage and the highest resident memory seen. */
@@ -178,7 +178,7 @@ export class PooledWorker {
       settled = true;
       this.#inflight--;
       this.#leased = false;
-      this.#lastActivityAt = performance.now();
+      this.#lastActivityAt = Date.now();
       if (this.#inflight === 0) this.#init.onIdle(this);
     };
     try {

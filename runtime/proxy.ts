@@ -353,17 +353,23 @@ function requestHead(
   // main service passed, scheme included, instead of being rebuilt from the socket.
   const { target, host } = splitTarget(request.url);
   let head = `${request.method} ${target} HTTP/1.1\r\nhost: ${host}\r\n`;
-  const connectionListed = request.headers.get("connection");
-  const dropped = connectionListed
-    ? new Set(connectionListed.toLowerCase().split(",").map((s) => s.trim()))
-    : undefined;
+  let connectionListed: string | undefined;
   let hasLength = false;
-  // forEach, not for-of: Deno's Headers iterator is several times slower.
+  // forEach, not for-of: Deno's Headers iterator is several times slower. One pass; a
+  // `Connection` header naming more hop-by-hop headers (rare) is handled after it.
   request.headers.forEach((value, name) => {
-    if (name === "host" || HOP_BY_HOP.has(name) || dropped?.has(name)) return;
+    if (name === "connection") connectionListed = value;
+    if (name === "host" || HOP_BY_HOP.has(name)) return;
     if (name === "content-length") hasLength = true;
     head += `${name}: ${value}\r\n`;
   });
+  if (connectionListed !== undefined) {
+    const dropped = new Set(connectionListed.toLowerCase().split(",").map((s) => s.trim()));
+    head = head.split("\r\n").filter((line) => {
+      const colon = line.indexOf(":");
+      return colon === -1 || !dropped.has(line.slice(0, colon));
+    }).join("\r\n");
+  }
   const chunked = request.body !== null && !hasLength;
   if (chunked) head += "transfer-encoding: chunked\r\n";
   else if (
