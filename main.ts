@@ -8,17 +8,25 @@ import { parseArgs } from "node:util";
 import {
   ConfigError,
   createLogger,
+  junitXml,
   printLine,
   resolveConfig,
+  type ResolvedConfig,
   type RuntimeOptions,
+  runSmoke,
   startRuntime,
 } from "./runtime/mod.ts";
 
 const VERSION = "0.1.0";
 
 const USAGE = `Usage: main.ts start [options]
+       main.ts smoke [options] [--junit FILE] [--timeout MS] [FUNCTION...]
 
-Serves Supabase-style edge functions, each in its own sandboxed Deno process.
+start  serves Supabase-style edge functions, each in its own sandboxed Deno process.
+smoke  boots the functions (all, or those named) with the same limits and sandbox, sends the
+       requests in each <function>/smoke.json (else GET /<name>, expecting no 5xx), prints one
+       line per case and "N passed, M failed", and exits 1 if any failed. --junit writes JUnit
+       XML; --timeout bounds each request (default 10000 ms).
 
 Options:
   -p, --port <PORT>                          TCP port (default 9000, env EDGE_RUNTIME_PORT)
@@ -94,6 +102,8 @@ function parseFlags(argv: string[]) {
       "env-file": { type: "string" },
       watch: { type: "boolean" },
       "no-verify-jwt": { type: "boolean" },
+      junit: { type: "string" },
+      timeout: { type: "string" },
       verbose: { type: "boolean", short: "v" },
       quiet: { type: "boolean", short: "q" },
       help: { type: "boolean", short: "h" },
@@ -118,16 +128,24 @@ async function main(argv: string[]): Promise<void> {
     printLine(`edge-runtime ${VERSION}\ndeno ${Deno.version.deno}`);
     return;
   }
-  if (positionals.length !== 1 || positionals[0] !== "start") {
+  const command = positionals[0];
+  if (command !== "start" && command !== "smoke") {
     usageError(
-      positionals.length === 0
-        ? "Missing command: expected 'start'"
-        : `Unknown command "${positionals.join(" ")}": expected 'start'`,
+      command === undefined
+        ? "Missing command: expected 'start' or 'smoke'"
+        : `Unknown command "${positionals.join(" ")}": expected 'start' or 'smoke'`,
     );
   }
+  if (command === "start" && positionals.length > 1) {
+    usageError(`Unexpected argument "${positionals[1]}" after 'start'`);
+  }
+  if (command === "start" && (values.junit !== undefined || values.timeout !== undefined)) {
+    usageError("Flags --junit and --timeout belong to 'smoke'");
+  }
   const options: RuntimeOptions = {
-    port: values.port,
-    ip: values.ip,
+    // smoke listens on a free loopback port unless told otherwise.
+    port: values.port ?? (command === "smoke" ? "0" : undefined),
+    ip: values.ip ?? (command === "smoke" ? "127.0.0.1" : undefined),
     mainService: values["main-service"],
     functions: values.functions,
     eventWorker: values["event-worker"],
@@ -173,6 +191,10 @@ async function main(argv: string[]): Promise<void> {
     if (error instanceof ConfigError) usageError(error.message);
     throw error;
   }
+  if (command === "smoke") {
+    await smoke(config, positionals.slice(1), values);
+    return;
+  }
   const logger = createLogger(config.logLevel);
   for (const flag of NOT_YET_IMPLEMENTED) {
     if (values[flag] !== undefined) logger.warn(`--${flag} is accepted but not implemented yet`);
@@ -210,6 +232,35 @@ async function main(argv: string[]): Promise<void> {
   };
   Deno.addSignalListener("SIGTERM", () => stop(config.gracefulExitTimeoutMs));
   Deno.addSignalListener("SIGINT", () => stop(0));
+}
+
+/** `main.ts smoke`: runs the functions' smoke cases and exits 0 only when all pass. */
+async function smoke(
+  config: ResolvedConfig,
+  names: string[],
+  values: { junit?: string; timeout?: string; verbose?: boolean },
+): Promise<never> {
+  const timeoutText = values.timeout ?? "10000";
+  if (!/^\d+$/.test(timeoutText) || Number(timeoutText) === 0) {
+    usageError(`Invalid value "${timeoutText}" for --timeout: expected milliseconds above 0`);
+  }
+  // Function output and runtime logs only with -v: the report is what CI reads.
+  const logger = createLogger(values.verbose ? "debug" : "error");
+  let results;
+  try {
+    results = await runSmoke({
+      config,
+      logger,
+      names,
+      timeoutMs: Number(timeoutText),
+      print: printLine,
+    });
+  } catch (error) {
+    if (error instanceof ConfigError) usageError(error.message);
+    throw error;
+  }
+  if (values.junit !== undefined) await Deno.writeTextFile(values.junit, junitXml(results));
+  Deno.exit(results.every((r) => r.passed) ? 0 : 1);
 }
 
 if (import.meta.main) await main(Deno.args);

@@ -40,6 +40,13 @@ export {
 export { createLogger, type Logger, type LogLevel, NULL_LOGGER, printLine } from "./log.ts";
 export type { EdgeRuntimeMainApi, RuntimeMetrics } from "./main_service.ts";
 export { type Runtime, startRuntime, type StartRuntimeOptions } from "./runtime.ts";
+export {
+  junitXml,
+  runSmoke,
+  type RunSmokeOptions,
+  type SmokeCase,
+  type SmokeResult,
+} from "./smoke.ts";
 export type {
   UserWorkerClass,
   UserWorkerCreateOptions,
