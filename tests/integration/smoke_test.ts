@@ -119,3 +119,9 @@ Deno.test("main.ts smoke runs only the functions named, and refuses unknown ones
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the shipped example functions pass their own smoke cases", async () => {
+  const run = await smoke([`--functions=${ROOT}functions`]);
+  assert.equal(run.code, 0, run.stdout + run.stderr);
+  assert.match(run.stdout, /^\d+ passed, 0 failed$/m);
+});
