@@ -12,8 +12,8 @@ import {
   printLine,
   resolveConfig,
   type ResolvedConfig,
-  type RuntimeOptions,
   runSmoke,
+  type RuntimeOptions,
   startRuntime,
 } from "./runtime/mod.ts";
 
@@ -49,7 +49,7 @@ Options:
       --dispatch-beforeunload-memory-ratio <PCT>      beforeunload at PCT of the memory limit (default 90)
       --inspect[=HOST:PORT]                  open the V8 inspector in user workers (default 127.0.0.1:9229)
       --env-file <FILE>                      NAME=value lines added to the functions' environment
-      --watch                                (not implemented yet)
+      --watch                                restart a function's worker when its files change
   -v, --verbose                              debug logging
   -q, --quiet                                no logging
   -h, --help                                 show this help
@@ -58,7 +58,7 @@ Options:
 const HINT = "Run 'main.ts start --help' for usage.";
 
 /** Flags that are parsed and validated but whose behaviour has not landed yet. */
-const NOT_YET_IMPLEMENTED = ["event-worker", "request-read-timeout", "watch"] as const;
+const NOT_YET_IMPLEMENTED = ["event-worker", "request-read-timeout"] as const;
 
 function isDirectory(path: string): boolean {
   try {

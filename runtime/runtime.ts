@@ -20,6 +20,7 @@ import {
 import type { CapturedServe, ServeCapture } from "./serve_capture.ts";
 import { type RunningServer, startServer } from "./server.ts";
 import { createUserWorkersClass } from "./user_workers.ts";
+import { type FunctionWatcher, watchFunctions } from "./watch.ts";
 import { WorkerPool } from "./worker_pool.ts";
 
 /** Time workers get to run `beforeunload` handlers at a graceful shutdown. */
@@ -131,6 +132,17 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
   }
   const running = server;
   service.onListen?.(running.addr);
+  let watcher: FunctionWatcher | undefined;
+  if (config.watch) {
+    // The built-in main service's functions folder; a custom main service's workers can live
+    // anywhere below the working directory.
+    const root = config.mainServicePath ? config.cwd : config.functionsPath;
+    try {
+      watcher = watchFunctions([root], pool, logger);
+    } catch (error) {
+      logger.warn(`--watch cannot watch "${root}": ${(error as Error).message}`);
+    }
+  }
 
   return {
     addr: running.addr,
@@ -145,6 +157,7 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
         timedOut = (await Promise.race([running.shutdown(), expired])) === "expired";
         clearTimeout(timer);
       }
+      watcher?.close();
       capture?.finish();
       // After a drain, workers get `beforeunload` (reason "termination") before they are killed.
       await cleanup(drainTimeoutMs > 0 ? TERMINATION_GRACE_MS : 0);
