@@ -70,8 +70,9 @@ async function readTextIfExists(path: string): Promise<string | undefined> {
  * Reads the settings of every function in `functionsPath`.
  *
  * `config.toml` is looked for in the parent of the functions folder (the `supabase/` folder of a
- * Supabase project); its paths are relative to the project root (the parent of `supabase/`), as
- * the Supabase CLI reads them. A `config.json` path is relative to its function folder.
+ * Supabase project); its paths are relative to that folder, as the Supabase CLI reads them
+ * ("paths in configs are specified relative to config.toml"). A `config.json` path is relative to
+ * its function folder.
  *
  * @throws {ConfigError} when a file is malformed
  */
@@ -86,11 +87,18 @@ export async function loadFunctionSettings(functionsPath: string): Promise<Funct
     } catch (error) {
       throw new ConfigError(`Cannot parse "${tomlPath}": ${(error as Error).message}`);
     }
-    const projectRoot = dirname(dirname(functionsPath));
-    const functions = (toml.functions ?? {}) as Record<string, RawSettings>;
-    for (const [name, raw] of Object.entries(functions)) {
-      if (typeof raw !== "object" || raw === null) continue;
-      merged.set(name, readRaw(raw, projectRoot, `${tomlPath} [functions.${name}]`));
+    const functions = toml.functions ?? {};
+    if (typeof functions !== "object" || Array.isArray(functions)) {
+      throw new ConfigError(`Invalid [functions] in "${tomlPath}": expected a table`);
+    }
+    for (const [name, raw] of Object.entries(functions as Record<string, unknown>)) {
+      if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+        throw new ConfigError(`Invalid [functions.${name}] in "${tomlPath}": expected a table`);
+      }
+      merged.set(
+        name,
+        readRaw(raw as RawSettings, dirname(tomlPath), `${tomlPath} [functions.${name}]`),
+      );
     }
   }
   let entries: Deno.DirEntry[] = [];
@@ -110,7 +118,7 @@ export async function loadFunctionSettings(functionsPath: string): Promise<Funct
     } catch (error) {
       throw new ConfigError(`Cannot parse "${jsonPath}": ${(error as Error).message}`);
     }
-    if (typeof raw !== "object" || raw === null) {
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
       throw new ConfigError(`Invalid "${jsonPath}": expected a JSON object`);
     }
     const fromJson = readRaw(raw as RawSettings, join(functionsPath, entry.name), jsonPath);

@@ -6,6 +6,7 @@
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
+  customFetch,
   decodeProtectedHeader,
   type JSONWebKeySet,
   jwtVerify,
@@ -31,7 +32,16 @@ const ASYMMETRIC_ALGORITHMS = ["ES256", "RS256"];
 type KeySet = ReturnType<typeof createLocalJWKSet> | ReturnType<typeof createRemoteJWKSet>;
 
 async function loadKeySet(jwks: string): Promise<KeySet> {
-  if (/^https?:\/\//.test(jwks)) return createRemoteJWKSet(new URL(jwks));
+  if (/^https?:\/\//.test(jwks)) {
+    return createRemoteJWKSet(new URL(jwks), {
+      // jose rejects a non-200 answer without reading it: release its body here.
+      [customFetch]: async (url: string, init: RequestInit) => {
+        const response = await fetch(url, init);
+        if (response.status !== 200) await response.body?.cancel();
+        return response;
+      },
+    });
+  }
   let text = jwks;
   if (!jwks.trimStart().startsWith("{")) {
     try {

@@ -86,6 +86,14 @@ export function routeFunction(requestUrl: string): FunctionRoute | undefined {
   return { name, url: origin + rest };
 }
 
+function isDirectory(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
 /** The `create()` options a function's settings add. */
 function settingsOptions(settings: FunctionSettings | undefined): Record<string, unknown> {
   if (!settings) return {};
@@ -147,10 +155,17 @@ export function createDefaultMainService(options: DefaultMainOptions): ServeHand
       }),
   );
 
+  // The function's folder (its own files and `_shared` stay readable even when its entrypoint is
+  // in a subfolder); the entrypoint's folder only for a function that has no folder of its own.
   const servicePathOf = (name: string) => {
+    const folder = join(functionsPath, name);
     const entrypoint = settings.get(name)?.entrypoint;
-    return entrypoint ? dirname(entrypoint) : join(functionsPath, name);
+    if (!entrypoint || isDirectory(folder)) return folder;
+    return dirname(entrypoint);
   };
+  const exists = async (name: string) =>
+    settings.get(name)?.entrypoint !== undefined ||
+    (await findEntrypoint(join(functionsPath, name))) !== undefined;
 
   // One options object per function name, built once: this runs on every request.
   const optionsByName = new Map<string, Record<string, unknown>>();
@@ -187,19 +202,19 @@ export function createDefaultMainService(options: DefaultMainOptions): ServeHand
       verifyJwt && request.method !== "OPTIONS" && settings.get(route.name)?.verifyJwt !== false
     ) {
       const verdict = await verifyJwt(request.headers.get("authorization"));
-      if (!verdict.ok) return unauthorizedResponse(verdict.msg);
+      // As the CLI: an unknown function is a 404 whatever the token says.
+      if (!verdict.ok) {
+        return await exists(route.name)
+          ? unauthorizedResponse(verdict.msg)
+          : failureResponse("function_not_found");
+      }
     }
     const forwarded = route.url === request.url ? request : new Request(route.url, request);
     try {
       return await callFunction(route.name, forwarded);
     } catch (error) {
       let failure = classifyFailure(error);
-      if (
-        failure === "boot_error" && !settings.get(route.name)?.entrypoint &&
-        !(await findEntrypoint(join(functionsPath, route.name)))
-      ) {
-        failure = "function_not_found";
-      }
+      if (failure === "boot_error" && !(await exists(route.name))) failure = "function_not_found";
       if (FAILURE_ANSWERS[failure].shouldLog) {
         logger.error(`function "${route.name}": ${formatError(error)}`);
       }
