@@ -9,6 +9,7 @@ import {
   ConfigError,
   createLogger,
   junitXml,
+  listFunctions,
   printLine,
   resolveConfig,
   type ResolvedConfig,
@@ -221,7 +222,15 @@ async function main(argv: string[]): Promise<void> {
     Deno.exit(1);
   }
   const { hostname, port } = runtime.addr;
-  printLine(`Listening on http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}/`);
+  const origin = `http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
+  printLine(`Listening on ${origin}/`);
+  if (!config.mainServicePath) {
+    const shown = hostname === "0.0.0.0" || hostname === "::" ? `http://127.0.0.1:${port}` : origin;
+    logger.info(`Serving functions on ${shown}/functions/v1/<function-name>`);
+    for (const name of await listFunctions(config.functionsPath).catch(() => [])) {
+      logger.info(`  - ${shown}/functions/v1/${name}`);
+    }
+  }
 
   let stopping = false;
   const stop = async (drainTimeoutMs: number) => {

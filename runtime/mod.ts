@@ -42,6 +42,7 @@ export type { EdgeRuntimeMainApi, RuntimeMetrics } from "./main_service.ts";
 export { type Runtime, startRuntime, type StartRuntimeOptions } from "./runtime.ts";
 export {
   junitXml,
+  listFunctions,
   runSmoke,
   type RunSmokeOptions,
   type SmokeCase,
