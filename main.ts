@@ -36,6 +36,10 @@ Options:
       --functions <DIR>                      functions folder of the built-in main service
                                              (default ./functions, else ./supabase/functions)
       --no-verify-jwt                        built-in main service: no JWT checks (JWT_SECRET / JWT_JWKS)
+      --memory-limit-mb <MB>                 built-in main service: worker memory limit (256)
+      --worker-timeout-ms <MS>               built-in main service: worker wall clock, 0 = none (400000)
+      --cpu-time-soft-limit-ms <MS>          built-in main service: CPU soft limit (1000)
+      --cpu-time-hard-limit-ms <MS>          built-in main service: CPU hard limit (2000)
       --event-worker <DIR>                   event worker module (not implemented yet)
       --policy <per_worker|per_request|oneshot>  worker policy (default per_worker)
       --max-parallelism <N>                  most workers per function (default: CPU count)
@@ -104,6 +108,10 @@ function parseFlags(argv: string[]) {
       watch: { type: "boolean" },
       "no-verify-jwt": { type: "boolean" },
       junit: { type: "string" },
+      "memory-limit-mb": { type: "string" },
+      "worker-timeout-ms": { type: "string" },
+      "cpu-time-soft-limit-ms": { type: "string" },
+      "cpu-time-hard-limit-ms": { type: "string" },
       timeout: { type: "string" },
       verbose: { type: "boolean", short: "v" },
       quiet: { type: "boolean", short: "q" },
@@ -165,6 +173,10 @@ async function main(argv: string[]): Promise<void> {
     envFile: values["env-file"],
     watch: values.watch,
     noVerifyJwt: values["no-verify-jwt"],
+    memoryLimitMb: values["memory-limit-mb"],
+    workerTimeoutMs: values["worker-timeout-ms"],
+    cpuTimeSoftLimitMs: values["cpu-time-soft-limit-ms"],
+    cpuTimeHardLimitMs: values["cpu-time-hard-limit-ms"],
     verbose: values.verbose,
     quiet: values.quiet,
   };

@@ -55,6 +55,17 @@ export interface RuntimeOptions {
   watch?: boolean;
   /** Skip JWT checks in the built-in main service even when keys are configured. */
   noVerifyJwt?: boolean;
+  /** Built-in main service: memory limit per worker. @default 256 (env `EDGE_RUNTIME_MEMORY_LIMIT_MB`) */
+  memoryLimitMb?: string;
+  /**
+   * Built-in main service: wall clock per worker; 0 = none. @default 400000 (env
+   * `EDGE_RUNTIME_WORKER_TIMEOUT_MS`, or `SUPABASE_INTERNAL_WALLCLOCK_LIMIT_SEC` in seconds)
+   */
+  workerTimeoutMs?: string;
+  /** Built-in main service: CPU soft limit. @default 1000 (env `EDGE_RUNTIME_CPU_TIME_SOFT_LIMIT_MS`) */
+  cpuTimeSoftLimitMs?: string;
+  /** Built-in main service: CPU hard limit. @default 2000 (env `EDGE_RUNTIME_CPU_TIME_HARD_LIMIT_MS`) */
+  cpuTimeHardLimitMs?: string;
   /** Debug logging. @default false */
   verbose?: boolean;
   /** No logging at all. @default false */
@@ -106,10 +117,20 @@ export interface ResolvedConfig {
   readonly jwks: string | undefined;
   /** False when `--no-verify-jwt` turns JWT checks off. */
   readonly verifyJwt: boolean;
+  /** The limits the built-in main service gives every worker. */
+  readonly functionLimits: Readonly<WorkerLimitValues>;
+}
+
+/** A worker's memory, CPU and wall-clock limits (0 turns a time limit off). */
+export interface WorkerLimitValues {
+  memoryLimitMb: number;
+  workerTimeoutMs: number;
+  cpuTimeSoftLimitMs: number;
+  cpuTimeHardLimitMs: number;
 }
 
 /** Limits every worker gets unless its `create()` options say otherwise (Supabase's defaults). */
-export const DEFAULT_WORKER_LIMITS = Object.freeze({
+export const DEFAULT_WORKER_LIMITS: Readonly<WorkerLimitValues> = Object.freeze({
   memoryLimitMb: 256,
   workerTimeoutMs: 400_000,
   cpuTimeSoftLimitMs: 1000,
@@ -286,5 +307,39 @@ export function resolveConfig(options: RuntimeOptions, facts: HostFacts): Resolv
     jwtSecret: env.JWT_SECRET || undefined,
     jwks: env.JWT_JWKS || env.SUPABASE_JWKS || undefined,
     verifyJwt: !options.noVerifyJwt,
+    functionLimits: resolveFunctionLimits(options, env),
+  });
+}
+
+/** The built-in main service's worker limits: flags, then environment, then Supabase's defaults. */
+function resolveFunctionLimits(options: RuntimeOptions, env: Record<string, string>) {
+  const limit = (value: string | undefined, flag: string, min: number) =>
+    parseInteger(value, flag, { min, max: 2 ** 31 - 1 });
+  const wallClockSec = limit(
+    env.SUPABASE_INTERNAL_WALLCLOCK_LIMIT_SEC,
+    "SUPABASE_INTERNAL_WALLCLOCK_LIMIT_SEC",
+    0,
+  );
+  return Object.freeze({
+    memoryLimitMb: limit(
+      options.memoryLimitMb ?? env.EDGE_RUNTIME_MEMORY_LIMIT_MB,
+      "--memory-limit-mb",
+      1,
+    ) ?? DEFAULT_WORKER_LIMITS.memoryLimitMb,
+    workerTimeoutMs: limit(
+      options.workerTimeoutMs ?? env.EDGE_RUNTIME_WORKER_TIMEOUT_MS,
+      "--worker-timeout-ms",
+      0,
+    ) ?? (wallClockSec !== undefined ? wallClockSec * 1000 : DEFAULT_WORKER_LIMITS.workerTimeoutMs),
+    cpuTimeSoftLimitMs: limit(
+      options.cpuTimeSoftLimitMs ?? env.EDGE_RUNTIME_CPU_TIME_SOFT_LIMIT_MS,
+      "--cpu-time-soft-limit-ms",
+      0,
+    ) ?? DEFAULT_WORKER_LIMITS.cpuTimeSoftLimitMs,
+    cpuTimeHardLimitMs: limit(
+      options.cpuTimeHardLimitMs ?? env.EDGE_RUNTIME_CPU_TIME_HARD_LIMIT_MS,
+      "--cpu-time-hard-limit-ms",
+      0,
+    ) ?? DEFAULT_WORKER_LIMITS.cpuTimeHardLimitMs,
   });
 }

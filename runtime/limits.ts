@@ -4,6 +4,8 @@
  * (`beforeunload`), retire the worker, or kill it.
  */
 
+import type { WorkerLimitValues } from "./config.ts";
+
 /** Why a worker process ended. Supabase's shutdown reasons, plus a crash. */
 export type WorkerEndReason =
   | "WallClockTime"
@@ -13,17 +15,12 @@ export type WorkerEndReason =
   | "TerminationRequested"
   | "Crashed";
 
-/** A worker's limits, as `create()` gave them (0 means no limit). */
-export interface WorkerLimits {
-  /** Growth of resident memory over the worker's size right after boot. */
-  memoryLimitMb: number;
-  /** Wall clock: retire at half, kill at the full time. */
-  workerTimeoutMs: number;
-  /** CPU time after which the worker retires. */
-  cpuTimeSoftLimitMs: number;
-  /** CPU time after which the worker is killed. */
-  cpuTimeHardLimitMs: number;
-}
+/**
+ * A worker's limits, as `create()` gave them (0 means no limit): memory as growth of resident
+ * memory over the worker's size right after boot; wall clock retires at half and kills at the full
+ * time; CPU time retires at the soft limit and kills at the hard one.
+ */
+export type WorkerLimits = WorkerLimitValues;
 
 /** Percentages of each limit at which `beforeunload` fires. */
 export interface BeforeunloadRatios {

@@ -114,6 +114,7 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
           logger,
           settings,
           verifyJwt,
+          limits: config.functionLimits,
         }),
         onError: undefined,
         onListen: undefined,

@@ -6,7 +6,7 @@
 import { Hono } from "hono";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { DEFAULT_WORKER_LIMITS } from "../config.ts";
+import type { WorkerLimitValues } from "../config.ts";
 import { findEntrypoint } from "../entrypoint.ts";
 import { WorkerAlreadyRetired } from "../errors.ts";
 import { formatError, type Logger } from "../log.ts";
@@ -45,6 +45,8 @@ export interface DefaultMainOptions {
   settings: FunctionSettingsTable;
   /** JWT checks, when keys are configured and checks are on. */
   verifyJwt: JwtVerifier | undefined;
+  /** Memory, CPU and wall-clock limits of every worker. */
+  limits: Readonly<WorkerLimitValues>;
 }
 
 /** Where a request goes: the function name and the URL the function sees. */
@@ -141,7 +143,7 @@ export function prometheusText(metrics: RuntimeMetrics): string {
  * Builds the default main service's handler.
  */
 export function createDefaultMainService(options: DefaultMainOptions): ServeHandler {
-  const { api, logger, functionsPath, settings, verifyJwt } = options;
+  const { api, logger, functionsPath, settings, verifyJwt, limits } = options;
   const envVars = options.functionEnv.map(([n, v]) => [n, v] as [string, string]);
   const app = new Hono();
 
@@ -174,7 +176,7 @@ export function createDefaultMainService(options: DefaultMainOptions): ServeHand
     if (!options) {
       if (optionsByName.size >= 1024) optionsByName.clear();
       options = Object.freeze({
-        ...DEFAULT_WORKER_LIMITS,
+        ...limits,
         ...settingsOptions(settings.get(name)),
         servicePath: servicePathOf(name),
         envVars,

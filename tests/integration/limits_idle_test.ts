@@ -259,3 +259,16 @@ Deno.test("--main-worker-request-idle-timeout answers 504 when the main service 
     assert.ok(elapsedMs < 3000, `answered only after ${elapsedMs.toFixed(0)} ms`);
   });
 });
+
+Deno.test("the built-in main service applies --cpu-time-hard-limit-ms to every function", async () => {
+  const args = [
+    `--functions=${FUNCTION_FIXTURES}`,
+    "--cpu-time-soft-limit-ms=100",
+    "--cpu-time-hard-limit-ms=300",
+  ];
+  await withRuntime({ args }, async (rt) => {
+    const { status, body } = await fetchText(`${rt.url}/busy-loop`);
+    assert.equal(status, 546);
+    assert.equal(JSON.parse(body).code, "WORKER_LIMIT");
+  });
+});

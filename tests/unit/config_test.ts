@@ -397,3 +397,41 @@ Deno.test('parseEnvFile() calls the source "env file" by default', () => {
 Deno.test("parseEnvFile() strips the quotes of a quoted value followed by a comment", () => {
   assert.deepEqual(parseEnvFile("A=\"x\" # note\nB='y' # note"), [["A", "x"], ["B", "y"]]);
 });
+
+Deno.test("resolveConfig() takes the built-in main service's limits from flags, then env", async (t) => {
+  const facts = (env: Record<string, string> = {}) => ({ cwd: "/", cpuCount: 2, env });
+  await t.step("defaults are Supabase's", () => {
+    assert.deepEqual(resolveConfig({}, facts()).functionLimits, {
+      memoryLimitMb: 256,
+      workerTimeoutMs: 400_000,
+      cpuTimeSoftLimitMs: 1000,
+      cpuTimeHardLimitMs: 2000,
+    });
+  });
+  await t.step("env, and flags over env", () => {
+    const env = {
+      EDGE_RUNTIME_MEMORY_LIMIT_MB: "64",
+      EDGE_RUNTIME_WORKER_TIMEOUT_MS: "5000",
+      EDGE_RUNTIME_CPU_TIME_SOFT_LIMIT_MS: "100",
+      EDGE_RUNTIME_CPU_TIME_HARD_LIMIT_MS: "200",
+    };
+    assert.deepEqual(resolveConfig({}, facts(env)).functionLimits, {
+      memoryLimitMb: 64,
+      workerTimeoutMs: 5000,
+      cpuTimeSoftLimitMs: 100,
+      cpuTimeHardLimitMs: 200,
+    });
+    const flags = { memoryLimitMb: "32", cpuTimeHardLimitMs: "0" };
+    const limits = resolveConfig(flags, facts(env)).functionLimits;
+    assert.equal(limits.memoryLimitMb, 32);
+    assert.equal(limits.cpuTimeHardLimitMs, 0);
+  });
+  await t.step("the Supabase CLI's wall-clock variable is in seconds", () => {
+    const env = { SUPABASE_INTERNAL_WALLCLOCK_LIMIT_SEC: "30" };
+    assert.equal(resolveConfig({}, facts(env)).functionLimits.workerTimeoutMs, 30_000);
+  });
+  await t.step("bad values name the flag", () => {
+    assert.throws(() => resolveConfig({ memoryLimitMb: "0" }, facts()), /--memory-limit-mb/);
+    assert.throws(() => resolveConfig({ workerTimeoutMs: "soon" }, facts()), /--worker-timeout-ms/);
+  });
+});

@@ -19,6 +19,7 @@ import {
   WorkerRequestCancelled,
   WorkerRequestIdleTimeout,
 } from "../../runtime/errors.ts";
+import { DEFAULT_WORKER_LIMITS } from "../../runtime/config.ts";
 import { createLogger, type LogLevel } from "../../runtime/log.ts";
 import type { EdgeRuntimeMainApi, RuntimeMetrics } from "../../runtime/main_service.ts";
 import type {
@@ -245,6 +246,7 @@ async function setup(create: CreateBehaviour, functionEnv: [string, string][] = 
     logger: createLogger("debug", (level, line) => logs.push({ level, line })),
     settings: new Map(),
     verifyJwt: undefined,
+    limits: DEFAULT_WORKER_LIMITS,
   });
   return {
     functionsPath,
