@@ -75,12 +75,16 @@ export interface LoadedMainService {
 }
 
 /**
- * Imports the main service in `dir` and returns the handler it registered.
+ * Imports the main service in `dir` and returns the handler it registered. `generation` > 0
+ * re-evaluates the entry module (its own imports stay as first loaded).
  *
  * @throws {ConfigError} when the directory has no entry module, the import fails, or the service
  *   registers no handler
  */
-export async function loadMainService(dir: string): Promise<LoadedMainService> {
+export async function loadMainService(
+  dir: string,
+  generation = 0,
+): Promise<LoadedMainService> {
   const entry = await findEntrypoint(dir);
   if (!entry) {
     throw new ConfigError(
@@ -90,7 +94,9 @@ export async function loadMainService(dir: string): Promise<LoadedMainService> {
   const capture = installServeCapture();
   let module: Record<string, unknown>;
   try {
-    module = await import(pathToFileURL(entry).href);
+    // A later generation (--watch) imports the entry under a new URL, so it evaluates again.
+    const url = pathToFileURL(entry).href + (generation > 0 ? `?generation=${generation}` : "");
+    module = await import(url);
   } catch (error) {
     throw new ConfigError(`Cannot load main service "${entry}": ${String(error)}`, {
       cause: error,

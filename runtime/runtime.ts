@@ -10,7 +10,7 @@ import {
   createJwtVerifier,
   loadFunctionSettings,
 } from "./default_main/mod.ts";
-import type { Logger } from "./log.ts";
+import { formatError, type Logger } from "./log.ts";
 import {
   createEdgeRuntimeApi,
   installMainGlobals,
@@ -20,7 +20,7 @@ import {
 import type { CapturedServe, ServeCapture } from "./serve_capture.ts";
 import { type RunningServer, startServer } from "./server.ts";
 import { createUserWorkersClass } from "./user_workers.ts";
-import { type FunctionWatcher, watchFunctions } from "./watch.ts";
+import { type FunctionWatcher, watchFunctions, watchTree } from "./watch.ts";
 import { WorkerPool } from "./worker_pool.ts";
 
 /** Time workers get to run `beforeunload` handlers at a graceful shutdown. */
@@ -133,13 +133,30 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
   }
   const running = server;
   service.onListen?.(running.addr);
-  let watcher: FunctionWatcher | undefined;
+  const watchers: FunctionWatcher[] = [];
+  if (config.watch && config.mainServicePath) {
+    const mainServicePath = config.mainServicePath;
+    let generation = 0;
+    watchers.push(watchTree([mainServicePath], async () => {
+      try {
+        const reloaded = await loadMainService(mainServicePath, ++generation);
+        capture?.finish();
+        capture = reloaded.capture;
+        Object.assign(service, reloaded.serve);
+        logger.info("[watch] main service reloaded");
+      } catch (error) {
+        logger.error(`[watch] main service not reloaded, the previous one keeps serving: ${
+          formatError(error)
+        }`);
+      }
+    }, logger));
+  }
   if (config.watch) {
     // The built-in main service's functions folder; a custom main service's workers can live
     // anywhere below the working directory.
     const root = config.mainServicePath ? config.cwd : config.functionsPath;
     try {
-      watcher = watchFunctions([root], pool, logger);
+      watchers.push(watchFunctions([root], pool, logger));
     } catch (error) {
       logger.warn(`--watch cannot watch "${root}": ${(error as Error).message}`);
     }
@@ -158,7 +175,7 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
         timedOut = (await Promise.race([running.shutdown(), expired])) === "expired";
         clearTimeout(timer);
       }
-      watcher?.close();
+      for (const watcher of watchers) watcher.close();
       capture?.finish();
       // After a drain, workers get `beforeunload` (reason "termination") before they are killed.
       await cleanup(drainTimeoutMs > 0 ? TERMINATION_GRACE_MS : 0);

@@ -12,7 +12,10 @@ const realServe = Deno.serve.bind(Deno) as typeof Deno.serve;
 export interface ServerOptions {
   hostname: string;
   port: number;
-  /** The main service's serve call (handler and optional `onError`). */
+  /**
+   * The main service's serve call (handler and optional `onError`). Read on every request, so
+   * replacing its fields swaps the main service without touching the listener.
+   */
   service: Pick<CapturedServe, "handler" | "onError">;
   /** Answer 504 when the main service has not started its response in this time; 0 = never. */
   requestIdleTimeoutMs: number;
@@ -70,7 +73,7 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
       return Promise.race([Promise.resolve(service.handler(request, info)), timedOut])
         .finally(() => clearTimeout(timer));
     }
-    : service.handler;
+    : (request: Request, info: Deno.ServeHandlerInfo<Deno.Addr>) => service.handler(request, info);
   const handler = async (request: Request, info: Deno.ServeHandlerInfo<Deno.Addr>) => {
     counters.received++;
     try {

@@ -1,7 +1,8 @@
 /**
  * `--watch`: when files under a watched folder change, the workers whose service folder holds them
  * retire (requests in flight finish on the old worker; new ones boot a fresh one). A change in a
- * shared `_*` folder retires every worker of that functions folder.
+ * shared `_*` folder retires every worker of that functions folder. The runtime also uses
+ * {@linkcode watchTree} to reload a custom main service.
  */
 
 import { dirname, sep } from "node:path";
@@ -36,11 +37,14 @@ export function affectedServices(changed: string, servicePaths: Iterable<string>
 }
 
 /**
- * Watches `roots` and retires the affected workers of `pool`.
+ * Watches `roots` recursively and calls `onChange` with the paths changed, at most once per
+ * {@linkcode DEBOUNCE_MS}.
+ *
+ * @throws {Deno.errors.NotFound} when a root does not exist
  */
-export function watchFunctions(
+export function watchTree(
   roots: readonly string[],
-  pool: WorkerPool,
+  onChange: (paths: string[]) => void,
   logger: Logger,
 ): FunctionWatcher {
   const watcher = Deno.watchFs([...roots], { recursive: true });
@@ -50,13 +54,7 @@ export function watchFunctions(
     timer = undefined;
     const changed = [...pending];
     pending.clear();
-    const live = new Set(pool.workers.map((w) => w.key));
-    const affected = new Set(changed.flatMap((path) => affectedServices(path, live)));
-    for (const worker of pool.workers) {
-      if (!affected.has(worker.key)) continue;
-      logger.info(`[watch] "${worker.functionName}" changed: restarting its worker`);
-      pool.retire(worker);
-    }
+    onChange(changed);
   };
   (async () => {
     try {
@@ -81,4 +79,23 @@ export function watchFunctions(
       }
     },
   };
+}
+
+/**
+ * Watches `roots` and retires the affected workers of `pool`.
+ */
+export function watchFunctions(
+  roots: readonly string[],
+  pool: WorkerPool,
+  logger: Logger,
+): FunctionWatcher {
+  return watchTree(roots, (changed) => {
+    const live = new Set(pool.workers.map((w) => w.key));
+    const affected = new Set(changed.flatMap((path) => affectedServices(path, live)));
+    for (const worker of pool.workers) {
+      if (!affected.has(worker.key)) continue;
+      logger.info(`[watch] "${worker.functionName}" changed: restarting its worker`);
+      pool.retire(worker);
+    }
+  }, logger);
 }

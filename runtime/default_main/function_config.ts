@@ -5,6 +5,7 @@
 
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
+import type { WorkerLimitValues } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 
 /** One function's settings, resolved to absolute paths. */
@@ -17,6 +18,8 @@ export interface FunctionSettings {
   importMap: string | undefined;
   /** Globs of static files the function may read. */
   staticFiles: string[];
+  /** Limits that replace the runtime's for this function. */
+  limits: Partial<WorkerLimitValues>;
 }
 
 /** Settings by function name; names without settings are absent. */
@@ -27,7 +30,16 @@ interface RawSettings {
   entrypoint?: unknown;
   import_map?: unknown;
   static_files?: unknown;
+  [limitKey: string]: unknown;
 }
+
+/** Settings keys for limits, and the `create()` option each sets. */
+const LIMIT_KEYS = {
+  memory_limit_mb: "memoryLimitMb",
+  worker_timeout_ms: "workerTimeoutMs",
+  cpu_time_soft_limit_ms: "cpuTimeSoftLimitMs",
+  cpu_time_hard_limit_ms: "cpuTimeHardLimitMs",
+} as const;
 
 function readRaw(raw: RawSettings, base: string, source: string): Partial<FunctionSettings> {
   const out: Partial<FunctionSettings> = {};
@@ -53,6 +65,14 @@ function readRaw(raw: RawSettings, base: string, source: string): Partial<Functi
       fail("static_files", "a list of globs");
     }
     out.staticFiles = (files as string[]).map(path);
+  }
+  for (const [key, option] of Object.entries(LIMIT_KEYS)) {
+    const value = raw[key];
+    if (value === undefined) continue;
+    if (!Number.isSafeInteger(value) || (value as number) < (key === "memory_limit_mb" ? 1 : 0)) {
+      fail(key, key === "memory_limit_mb" ? "a whole number of at least 1" : "a whole number");
+    }
+    out.limits = { ...out.limits, [option]: value as number };
   }
   return out;
 }
@@ -122,7 +142,12 @@ export async function loadFunctionSettings(functionsPath: string): Promise<Funct
       throw new ConfigError(`Invalid "${jsonPath}": expected a JSON object`);
     }
     const fromJson = readRaw(raw as RawSettings, join(functionsPath, entry.name), jsonPath);
-    merged.set(entry.name, { ...merged.get(entry.name), ...fromJson });
+    const previous = merged.get(entry.name);
+    merged.set(entry.name, {
+      ...previous,
+      ...fromJson,
+      limits: { ...previous?.limits, ...fromJson.limits },
+    });
   }
   const table = new Map<string, FunctionSettings>();
   for (const [name, partial] of merged) {
@@ -131,6 +156,7 @@ export async function loadFunctionSettings(functionsPath: string): Promise<Funct
       entrypoint: partial.entrypoint,
       importMap: partial.importMap,
       staticFiles: partial.staticFiles ?? [],
+      limits: partial.limits ?? {},
     });
   }
   return table;

@@ -70,3 +70,34 @@ Deno.test("--watch restarts a function's worker when its files change", async (t
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("--watch reloads a custom main service without dropping the listener", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "watch_main_test_" });
+  const entry = join(dir, "index.ts");
+  const mainService = (text: string) => `Deno.serve(() => new Response("${text}"));\n`;
+  try {
+    await Deno.writeTextFile(entry, mainService("main v1"));
+    await withRuntime({ args: [`--main-service=${dir}`, "--watch"] }, async (rt) => {
+      const body = async () => (await fetchText(`${rt.url}/`)).body;
+      await t.step("an edit is served by the reloaded main service", async () => {
+        assert.equal(await body(), "main v1");
+        await Deno.writeTextFile(entry, mainService("main v2"));
+        await waitFor(async () => (await body()) === "main v2", 5000, "main v2");
+      });
+      await t.step("a broken edit keeps the previous main service serving", async () => {
+        const mark = rt.stderr().length;
+        await Deno.writeTextFile(entry, "export const broken = ;\n");
+        await waitFor(
+          () => rt.stderr().slice(mark).includes("main service not reloaded"),
+          5000,
+          "the reload error",
+        );
+        assert.equal(await body(), "main v2");
+        await Deno.writeTextFile(entry, mainService("main v3"));
+        await waitFor(async () => (await body()) === "main v3", 5000, "main v3");
+      });
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

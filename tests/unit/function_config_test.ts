@@ -45,6 +45,7 @@ const EMPTY: FunctionSettings = {
   entrypoint: undefined,
   importMap: undefined,
   staticFiles: [],
+  limits: {},
 };
 
 /** Asserts that loading rejects with a ConfigError whose message names `file`. */
@@ -98,6 +99,7 @@ Deno.test("loadFunctionSettings() reads <functions>/<name>/config.json alone", a
     entrypoint: join(dir, "main.ts"),
     importMap: join(dir, "deno.json"),
     staticFiles: [join(dir, "assets/*.html"), join(dir, "README.md")],
+    limits: {},
   });
   assert.equal(table.has("plain"), false, "a function without settings is absent");
   assert.equal(table.size, 1);
@@ -148,6 +150,7 @@ Deno.test("loadFunctionSettings() resolves config.json paths against the functio
     entrypoint: join(dir, "src", "main.ts"),
     importMap: join(project.functions, "_shared", "import_map.json"),
     staticFiles: [join(project.supabase, "assets", "*.txt"), join(dir, "data", "file.json")],
+    limits: {},
   });
 });
 
@@ -172,6 +175,7 @@ Deno.test({
       entrypoint: join(dir, "index.ts"),
       importMap: join(dir, "deno.json"),
       staticFiles: [join(dir, "*.html")],
+      limits: {},
     });
   },
 });
@@ -203,12 +207,14 @@ Deno.test("loadFunctionSettings() keeps absolute paths from both files", async (
     entrypoint: join(elsewhere, "toml.ts"),
     importMap: join(elsewhere, "toml-map.json"),
     staticFiles: [join(elsewhere, "*.toml.txt")],
+    limits: {},
   });
   assert.deepEqual(table.get("from-json"), {
     verifyJwt: undefined,
     entrypoint: join(elsewhere, "json.ts"),
     importMap: join(elsewhere, "json-map.json"),
     staticFiles: [join(elsewhere, "*.json.txt")],
+    limits: {},
   });
 });
 
@@ -295,4 +301,31 @@ Deno.test("loadFunctionSettings() returns an empty table for a missing functions
   await using project = await tempProject();
   assert.equal((await loadFunctionSettings(join(project.root, "no-such-folder"))).size, 0);
   assert.equal((await loadFunctionSettings(join(project.root, "a", "b", "functions"))).size, 0);
+});
+
+Deno.test("loadFunctionSettings() reads per-function limits, config.json over config.toml", async () => {
+  await using project = await tempProject();
+  await project.write(
+    "supabase/config.toml",
+    "[functions.hello]\nmemory_limit_mb = 64\ncpu_time_hard_limit_ms = 500\n",
+  );
+  await project.write(
+    "supabase/functions/hello/config.json",
+    JSON.stringify({ cpu_time_hard_limit_ms: 300, worker_timeout_ms: 0 }),
+  );
+  const table = await loadFunctionSettings(project.functions);
+  assert.deepEqual(table.get("hello")?.limits, {
+    memoryLimitMb: 64,
+    cpuTimeHardLimitMs: 300,
+    workerTimeoutMs: 0,
+  });
+});
+
+Deno.test("loadFunctionSettings() refuses a limit that is not a whole number", async () => {
+  await using project = await tempProject();
+  await project.write(
+    "supabase/functions/hello/config.json",
+    JSON.stringify({ memory_limit_mb: 0 }),
+  );
+  await assert.rejects(loadFunctionSettings(project.functions), /memory_limit_mb/);
 });
