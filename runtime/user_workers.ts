@@ -167,6 +167,40 @@ function expandStatic(patterns: readonly string[], cwd: string): string[] {
   return files;
 }
 
+/** Most entries a folder walk for symlinks looks at; entries beyond it are not checked. */
+const SYMLINK_WALK_MAX_ENTRIES = 20_000;
+
+/**
+ * Finds a symlink under `root` that resolves outside `allowed` folders (Deno's read permission
+ * follows symlinks, so such a link would hand the function a file it may not read).
+ *
+ * @returns the first offending link, relative to `root`, or `undefined`
+ */
+export async function findEscapingSymlink(
+  root: string,
+  allowed: readonly string[],
+): Promise<string | undefined> {
+  const realAllowed = await Promise.all(allowed.map((dir) => Deno.realPath(dir).catch(() => dir)));
+  const inside = (path: string) =>
+    realAllowed.some((dir) => path === dir || path.startsWith(dir + "/"));
+  const queue = [root];
+  let seen = 0;
+  while (queue.length > 0) {
+    const dir = queue.pop()!;
+    for await (const entry of Deno.readDir(dir)) {
+      if (++seen > SYMLINK_WALK_MAX_ENTRIES) return undefined;
+      const path = join(dir, entry.name);
+      if (entry.isSymlink) {
+        const target = await Deno.realPath(path).catch(() => undefined);
+        if (target === undefined || !inside(target)) return path.slice(root.length + 1);
+      } else if (entry.isDirectory) {
+        queue.push(path);
+      }
+    }
+  }
+  return undefined;
+}
+
 async function locationFor(key: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key));
   const hex = [...new Uint8Array(digest).slice(0, 8)]
@@ -279,10 +313,17 @@ export async function resolveWorkerSpec(
     : resolve(cwd, importMapOption);
 
   const serviceIsDir = await isDirectory(servicePath);
+  const shared = serviceIsDir ? await sharedSiblings(servicePath) : [];
+  for (const root of serviceIsDir ? [servicePath, ...shared] : []) {
+    const link = await findEscapingSymlink(root, [servicePath, ...shared]);
+    if (link !== undefined) {
+      throw bootFailed(`symlink "${link}" in "${basename(root)}" points outside the function`);
+    }
+  }
   const readPaths = [
     servicePath,
     ...(entryPath ? [dirname(entryPath)] : []),
-    ...(serviceIsDir ? await sharedSiblings(servicePath) : []),
+    ...shared,
     ...staticFiles,
     ...(importMapPath && !importMapPath.startsWith("data:") ? [importMapPath] : []),
     config.denoDir,

@@ -173,6 +173,14 @@ const visibleEnvNames = new Set(config.visibleEnvNames);
 for (const name of Object.keys(Deno.env.toObject())) {
   if (!visibleEnvNames.has(name)) Deno.env.delete(name);
 }
+// As on Supabase, a function's environment is read-only: set throws NotSupported (process.env
+// assignments go through it too) and delete does nothing.
+Object.defineProperty(Deno.env, "set", {
+  value: () => {
+    throw new Deno.errors.NotSupported("The operation is not supported");
+  },
+});
+Object.defineProperty(Deno.env, "delete", { value: () => {} });
 const capture = installServeCapture();
 installUserEdgeRuntime(config.statusToken);
 // Supabase makes Deno.exit a no-op in user workers: a function cannot end its own worker.
