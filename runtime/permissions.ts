@@ -40,6 +40,32 @@ export interface WorkerLaunchInput {
   permissions?: WorkerPermissions;
   /** Inspector address (`HOST:PORT`) to open in this worker. */
   inspect?: string;
+  /**
+   * Hosts denied when `permissions.allow_net` does not list hosts of its own: loopback,
+   * link-local and metadata addresses, and the host's own addresses.
+   */
+  defaultDenyNet?: readonly string[];
+}
+
+/**
+ * Addresses no function reaches unless its `allow_net` says otherwise: loopback (the main runtime,
+ * other workers, local services), "any" addresses (which also stops `Deno.listen`), link-local
+ * and cloud metadata endpoints. Deno 2.9's `--deny-net` takes IPv4 CIDRs and exact IPv6 addresses.
+ */
+export const ALWAYS_DENIED_NET = [
+  "localhost",
+  "127.0.0.0/8",
+  "0.0.0.0",
+  "[::1]",
+  "[::]",
+  "169.254.0.0/16",
+  "[fd00:ec2::254]",
+] as const;
+
+/** Formats a host address for `--deny-net` (IPv6 in brackets, without a zone). */
+export function denyNetEntry(address: string): string {
+  if (!address.includes(":")) return address;
+  return `[${address.replace(/%.*$/, "")}]`;
 }
 
 /** The command line and environment of one worker process. */
@@ -53,13 +79,19 @@ export interface WorkerLaunchPlan {
 /** Variables the runtime sets for Deno itself; the function never sees them. */
 const PLUMBING_ENV = { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" } as const;
 
-function netFlags(socketPath: string, permissions: WorkerPermissions | undefined): string[] {
+function netFlags(input: WorkerLaunchInput): string[] {
+  const { socketPath, permissions } = input;
   const flags: string[] = [];
   const allow = permissions?.allow_net;
-  if (!allow || allow.length === 0) flags.push("--allow-net");
+  const listsHosts = allow !== undefined && allow !== null && allow.length > 0;
+  if (!listsHosts) flags.push("--allow-net");
   else flags.push(`--allow-net=${[...allow, `unix:${socketPath}`].join(",")}`);
-  const deny = permissions?.deny_net;
-  if (deny && deny.length > 0) flags.push(`--deny-net=${deny.join(",")}`);
+  // Deno's deny wins over allow, so hosts listed in allow_net lift the default denials.
+  const deny = [
+    ...(listsHosts ? [] : input.defaultDenyNet ?? []),
+    ...(permissions?.deny_net ?? []),
+  ];
+  if (deny.length > 0) flags.push(`--deny-net=${[...new Set(deny)].join(",")}`);
   return flags;
 }
 
@@ -85,7 +117,7 @@ export function planWorkerLaunch(input: WorkerLaunchInput): WorkerLaunchPlan {
     "--allow-import",
     `--allow-read=${[...new Set([...input.readPaths, input.socketPath])].join(",")}`,
     `--allow-write=${input.socketPath}`,
-    ...netFlags(input.socketPath, input.permissions),
+    ...netFlags(input),
     `--v8-flags=--max-old-space-size=${input.memoryLimitMb}`,
     `--location=${input.location}`,
     input.bootstrapPath,

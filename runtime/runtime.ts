@@ -19,6 +19,7 @@ import {
 } from "./main_service.ts";
 import type { CapturedServe, ServeCapture } from "./serve_capture.ts";
 import { type RunningServer, startServer } from "./server.ts";
+import { ALWAYS_DENIED_NET, denyNetEntry } from "./permissions.ts";
 import { createUserWorkersClass } from "./user_workers.ts";
 import { type FunctionWatcher, watchFunctions, watchTree } from "./watch.ts";
 import { WorkerPool } from "./worker_pool.ts";
@@ -27,6 +28,12 @@ import { WorkerPool } from "./worker_pool.ts";
 const TERMINATION_GRACE_MS = 200;
 
 const BOOTSTRAP_PATH = fileURLToPath(new URL("../workers/bootstrap.ts", import.meta.url));
+
+/** Loopback, metadata and every address of this host: what workers may not reach by default. */
+function defaultDenyNet(): string[] {
+  const own = Deno.networkInterfaces().map((i) => denyNetEntry(i.address));
+  return [...new Set([...ALWAYS_DENIED_NET, ...own])];
+}
 
 /** A started runtime. */
 export interface Runtime {
@@ -68,6 +75,7 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
     bootstrapPath: BOOTSTRAP_PATH,
     denoDir: config.denoDir,
     execPath: Deno.execPath(),
+    defaultDenyNet: defaultDenyNet(),
     logger,
   });
   let server: RunningServer | undefined;

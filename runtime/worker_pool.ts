@@ -38,7 +38,10 @@ export interface WorkerSpec {
   /** End an idle `per_worker` worker that got no request for this long; 0 = never. */
   requestAbsentTimeoutMs: number;
   /** The launch settings that do not depend on the individual worker. */
-  launch: Omit<WorkerLaunchInput, "bootstrapPath" | "socketPath" | "executionId" | "denoDir">;
+  launch: Omit<
+    WorkerLaunchInput,
+    "bootstrapPath" | "socketPath" | "executionId" | "denoDir" | "defaultDenyNet"
+  >;
 }
 
 /** Settings of a {@linkcode WorkerPool}. */
@@ -56,6 +59,8 @@ export interface WorkerPoolOptions {
   bootstrapPath: string;
   denoDir: string;
   execPath: string;
+  /** Hosts workers may not reach unless their `allow_net` lists hosts (see permissions.ts). */
+  defaultDenyNet: readonly string[];
   logger: Logger;
 }
 
@@ -241,6 +246,7 @@ export class WorkerPool {
       socketPath,
       executionId: id,
       denoDir,
+      defaultDenyNet: this.#options.defaultDenyNet,
     });
     slot.booting++;
     const spawning = spawnWorker({

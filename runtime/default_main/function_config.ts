@@ -20,6 +20,8 @@ export interface FunctionSettings {
   staticFiles: string[];
   /** Limits that replace the runtime's for this function. */
   limits: Partial<WorkerLimitValues>;
+  /** Hosts the function may reach (lifts the default loopback and metadata denials). */
+  allowNet?: string[];
 }
 
 /** Settings by function name; names without settings are absent. */
@@ -65,6 +67,13 @@ function readRaw(raw: RawSettings, base: string, source: string): Partial<Functi
       fail("static_files", "a list of globs");
     }
     out.staticFiles = (files as string[]).map(path);
+  }
+  if (raw.allow_net !== undefined) {
+    const hosts = raw.allow_net;
+    if (!Array.isArray(hosts) || !hosts.every((h) => typeof h === "string" && h !== "")) {
+      fail("allow_net", "a list of hosts");
+    }
+    out.allowNet = hosts as string[];
   }
   for (const [key, option] of Object.entries(LIMIT_KEYS)) {
     const value = raw[key];
@@ -157,6 +166,7 @@ export async function loadFunctionSettings(functionsPath: string): Promise<Funct
       importMap: partial.importMap,
       staticFiles: partial.staticFiles ?? [],
       limits: partial.limits ?? {},
+      ...(partial.allowNet ? { allowNet: partial.allowNet } : {}),
     });
   }
   return table;

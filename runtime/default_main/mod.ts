@@ -103,6 +103,7 @@ function settingsOptions(settings: FunctionSettings | undefined): Record<string,
     ...(settings.entrypoint ? { maybeEntrypoint: pathToFileURL(settings.entrypoint).href } : {}),
     ...(settings.importMap ? { context: { importMapPath: settings.importMap } } : {}),
     staticPatterns: settings.staticFiles,
+    ...(settings.allowNet ? { permissions: { allow_net: settings.allowNet } } : {}),
     ...settings.limits,
   };
 }

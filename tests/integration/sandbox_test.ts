@@ -73,6 +73,10 @@ const DENIED_ATTACKS: [string, string][] = [
   ["attack-write-outside-tmp", "NotCapable"],
   ["attack-ffi-dlopen", "NotCapable"],
   ["attack-sys-info", "NotCapable"],
+  ["attack-call-main-runtime", "NotCapable"],
+  ["attack-call-localhost", "NotCapable"],
+  ["attack-listen-port", "NotCapable"],
+  ["attack-metadata-endpoint", "NotCapable"],
 ];
 
 Deno.test("attacks on the host fail, and nothing they aimed at reaches a response or a log", async (t) => {
@@ -96,5 +100,16 @@ Deno.test("attacks on the host fail, and nothing they aimed at reaches a respons
       assert.ok(!rt.stderr().includes(firstLine), "a line of /etc/passwd reached the log");
       assert.ok(!(await Deno.stat("/tmp/edge-runtime-attack-was-here").catch(() => undefined)));
     });
+  });
+});
+
+Deno.test("permissions.allow_net listing a host lifts the default network denials", async () => {
+  await withRuntime({ args: [`--main-service=${fixtureMain("supabase-api")}`] }, async (rt) => {
+    const denied = await fetchText(`${rt.url}/attack-call-main-runtime`);
+    assert.deepEqual(JSON.parse(denied.body), { outcome: "denied", error: "NotCapable" });
+    const allowed = await fetchText(`${rt.url}/attack-call-main-runtime`, {
+      headers: { "x-allow-net": "127.0.0.1", "x-force-create": "true" },
+    });
+    assert.deepEqual(JSON.parse(allowed.body), { outcome: "allowed", result: "200" });
   });
 });

@@ -329,3 +329,15 @@ Deno.test("loadFunctionSettings() refuses a limit that is not a whole number", a
   );
   await assert.rejects(loadFunctionSettings(project.functions), /memory_limit_mb/);
 });
+
+Deno.test("loadFunctionSettings() reads allow_net, and refuses one that is not a list of hosts", async () => {
+  await using project = await tempProject();
+  await project.write(
+    "supabase/config.toml",
+    '[functions.hello]\nallow_net = ["127.0.0.1:54321", "api.example.com"]\n',
+  );
+  const table = await loadFunctionSettings(project.functions);
+  assert.deepEqual(table.get("hello")?.allowNet, ["127.0.0.1:54321", "api.example.com"]);
+  await project.write("supabase/functions/hello/config.json", JSON.stringify({ allow_net: "x" }));
+  await assert.rejects(loadFunctionSettings(project.functions), /allow_net/);
+});

@@ -3,7 +3,11 @@
  */
 
 import assert from "node:assert/strict";
-import { planWorkerLaunch, type WorkerLaunchInput } from "../../runtime/permissions.ts";
+import {
+  denyNetEntry,
+  planWorkerLaunch,
+  type WorkerLaunchInput,
+} from "../../runtime/permissions.ts";
 
 const SOCKET = "/tmp/edge-xyz/w1.sock";
 const BOOTSTRAP = "/app/workers/bootstrap.ts";
@@ -217,4 +221,42 @@ Deno.test("planWorkerLaunch() sets SB_EXECUTION_ID even when envVars has one", (
   );
   assert.equal(env.SB_EXECUTION_ID, "exec-123");
   assert.deepEqual(visibleEnvNames, ["SB_EXECUTION_ID"]);
+});
+
+Deno.test("planWorkerLaunch() denies the default hosts unless allow_net lists hosts", async (t) => {
+  const base = {
+    bootstrapPath: "/rt/workers/bootstrap.ts",
+    socketPath: "/run/rt/w.sock",
+    readPaths: ["/fns/a"],
+    envVars: [],
+    executionId: "id",
+    memoryLimitMb: 64,
+    location: "http://fn-x.localhost/",
+    denoDir: "/cache",
+    defaultDenyNet: ["127.0.0.0/8", "[::1]", "10.1.2.3"],
+  };
+  const netArgs = (args: string[]) => args.filter((a) => a.includes("-net"));
+  await t.step("no permissions: everything but the default hosts", () => {
+    assert.deepEqual(netArgs(planWorkerLaunch(base).args), [
+      "--allow-net",
+      "--deny-net=127.0.0.0/8,[::1],10.1.2.3",
+    ]);
+  });
+  await t.step("deny_net adds to the defaults", () => {
+    const plan = planWorkerLaunch({ ...base, permissions: { deny_net: ["evil.example"] } });
+    assert.deepEqual(netArgs(plan.args), [
+      "--allow-net",
+      "--deny-net=127.0.0.0/8,[::1],10.1.2.3,evil.example",
+    ]);
+  });
+  await t.step("allow_net hosts replace the defaults", () => {
+    const plan = planWorkerLaunch({ ...base, permissions: { allow_net: ["127.0.0.1:54321"] } });
+    assert.deepEqual(netArgs(plan.args), ["--allow-net=127.0.0.1:54321,unix:/run/rt/w.sock"]);
+  });
+});
+
+Deno.test("denyNetEntry() brackets IPv6 addresses and drops their zone", () => {
+  assert.equal(denyNetEntry("10.0.0.5"), "10.0.0.5");
+  assert.equal(denyNetEntry("fe80::1%eth0"), "[fe80::1]");
+  assert.equal(denyNetEntry("2001:db8::1"), "[2001:db8::1]");
 });
