@@ -153,9 +153,11 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
         Object.assign(service, reloaded.serve);
         logger.info("[watch] main service reloaded");
       } catch (error) {
-        logger.error(`[watch] main service not reloaded, the previous one keeps serving: ${
-          formatError(error)
-        }`);
+        logger.error(
+          `[watch] main service not reloaded, the previous one keeps serving: ${
+            formatError(error)
+          }`,
+        );
       }
     }, logger));
   }
