@@ -7,6 +7,7 @@
 import { pathToFileURL } from "node:url";
 import { findEntrypoint } from "./entrypoint.ts";
 import { ConfigError, installWorkerErrorClasses } from "./errors.ts";
+import { tagRequest } from "./request_tags.ts";
 import {
   type CapturedServe,
   defaultExportHandler,
@@ -34,7 +35,10 @@ export interface RuntimeMetrics {
 export interface EdgeRuntimeMainApi {
   userWorkers: UserWorkerClass;
   getRuntimeMetrics(): Promise<RuntimeMetrics>;
-  /** Accepted for compatibility; requests need no tag here. */
+  /**
+   * Marks `destination` (a Request the main service built) as standing for `source` (the one
+   * `Deno.serve` gave it), so a WebSocket upgrade relayed with it reaches the client.
+   */
   applySupabaseTag(source: Request, destination: Request): void;
   systemMemoryInfo(): Deno.SystemMemoryInfo;
 }
@@ -51,6 +55,7 @@ export function createEdgeRuntimeApi(
       if (!(source instanceof Request) || !(destination instanceof Request)) {
         throw new TypeError("Only Request instance can apply the supabase tag");
       }
+      tagRequest(source, destination);
     },
     systemMemoryInfo: () => Deno.systemMemoryInfo(),
   };

@@ -7,6 +7,8 @@
  */
 
 import { RuntimeError } from "./errors.ts";
+import { originalRequestOf } from "./request_tags.ts";
+import { relayWebSocket } from "./websocket_relay.ts";
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction. */
 const HOP_BY_HOP = new Set([
@@ -348,17 +350,19 @@ function splitTarget(url: string): { target: string; host: string } {
 function requestHead(
   request: Request,
   scratch: Uint8Array,
-): { bytes: Uint8Array; chunked: boolean } {
+): { bytes: Uint8Array; chunked: boolean; websocket: boolean } {
   // Absolute-form target (RFC 9112 §3.2.2): the worker's `req.url` is then exactly the URL the
   // main service passed, scheme included, instead of being rebuilt from the socket.
   const { target, host } = splitTarget(request.url);
   let head = `${request.method} ${target} HTTP/1.1\r\nhost: ${host}\r\n`;
   let connectionListed: string | undefined;
+  let upgrade: string | undefined;
   let hasLength = false;
   // forEach, not for-of: Deno's Headers iterator is several times slower. One pass; a
   // `Connection` header naming more hop-by-hop headers (rare) is handled after it.
   request.headers.forEach((value, name) => {
     if (name === "connection") connectionListed = value;
+    else if (name === "upgrade") upgrade = value;
     if (name === "host" || HOP_BY_HOP.has(name)) return;
     if (name === "content-length") hasLength = true;
     head += `${name}: ${value}\r\n`;
@@ -376,13 +380,22 @@ function requestHead(
     request.body === null && !hasLength && request.method !== "GET" &&
     request.method !== "HEAD"
   ) head += "content-length: 0\r\n";
+  // The one upgrade relayed: WebSocket (its Sec-WebSocket-* headers are end to end already).
+  // RFC 9110 §7.8: an upgrade is asked for only when Connection lists "upgrade".
+  const websocket = upgrade?.toLowerCase() === "websocket" &&
+    /(^|,)\s*upgrade\s*(,|$)/i.test(connectionListed ?? "");
+  if (websocket) head += "connection: upgrade\r\nupgrade: websocket\r\n";
   head += "\r\n";
-  if (!isAscii(head)) return { bytes: latin1Bytes(head), chunked };
+  if (!isAscii(head)) return { bytes: latin1Bytes(head), chunked, websocket };
   // encodeInto a reused buffer is several times cheaper than encode(), which allocates.
   if (head.length <= scratch.length) {
-    return { bytes: scratch.subarray(0, encoder.encodeInto(head, scratch).written), chunked };
+    return {
+      bytes: scratch.subarray(0, encoder.encodeInto(head, scratch).written),
+      chunked,
+      websocket,
+    };
   }
-  return { bytes: encoder.encode(head), chunked };
+  return { bytes: encoder.encode(head), chunked, websocket };
 }
 
 async function pumpRequestBody(
@@ -651,6 +664,9 @@ export class UnixHttpClient {
       } while (parsed.status >= 100 && parsed.status < 200 && parsed.status !== 101);
       clientAbortWatch.delete(pendingHead);
       idleClock(false);
+      if (parsed.status === 101 && head.websocket) {
+        return this.#upgrade(request, conn, () => finish(false));
+      }
       const { framing } = parsed;
       if (framing.kind === "none") {
         finish(parsed.keepAlive && bodyWritten);
@@ -675,6 +691,28 @@ export class UnixHttpClient {
       if (abortedWith !== undefined) throw abortedWith;
       throw toRuntimeError(error);
     }
+  }
+
+  /**
+   * The worker accepted a WebSocket upgrade: upgrade the client's side (on the request Deno.serve
+   * gave the main service) and join the two until either closes. The connection leaves the pool.
+   */
+  #upgrade(request: Request, conn: BufferedConn, done: () => void): Response {
+    let upgraded: { socket: WebSocket; response: Response };
+    try {
+      upgraded = Deno.upgradeWebSocket(originalRequestOf(request));
+    } catch (error) {
+      done();
+      throw new RuntimeError(
+        "BAD_RESPONSE",
+        "the worker upgraded to WebSocket, but the client connection cannot be upgraded " +
+          "(pass the request Deno.serve gave, or link a copy with EdgeRuntime.applySupabaseTag)",
+        { cause: error },
+      );
+    }
+    const leftover = conn.takeBufferedView(conn.buffered)?.slice() ?? new Uint8Array(0);
+    relayWebSocket(upgraded.socket, conn, leftover).finally(done);
+    return upgraded.response;
   }
 
   #bodyStream(

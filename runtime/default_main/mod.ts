@@ -213,7 +213,11 @@ export function createDefaultMainService(options: DefaultMainOptions): ServeHand
           : failureResponse("function_not_found");
       }
     }
-    const forwarded = route.url === request.url ? request : new Request(route.url, request);
+    let forwarded = request;
+    if (route.url !== request.url) {
+      forwarded = new Request(route.url, request);
+      api.applySupabaseTag(request, forwarded);
+    }
     try {
       return await callFunction(route.name, forwarded);
     } catch (error) {
