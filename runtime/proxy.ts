@@ -7,7 +7,7 @@
  */
 
 import { RuntimeError } from "./errors.ts";
-import { originalRequestOf } from "./request_tags.ts";
+import { clientAddressOf, originalRequestOf } from "./request_tags.ts";
 import { relayWebSocket } from "./websocket_relay.ts";
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction. */
@@ -357,12 +357,18 @@ function requestHead(
   let head = `${request.method} ${target} HTTP/1.1\r\nhost: ${host}\r\n`;
   let connectionListed: string | undefined;
   let upgrade: string | undefined;
+  let forwardedFor: string | undefined;
+  let forwardedProto = false;
   let hasLength = false;
   // forEach, not for-of: Deno's Headers iterator is several times slower. One pass; a
   // `Connection` header naming more hop-by-hop headers (rare) is handled after it.
   request.headers.forEach((value, name) => {
     if (name === "connection") connectionListed = value;
     else if (name === "upgrade") upgrade = value;
+    else if (name === "x-forwarded-for") {
+      forwardedFor = value; // re-added below with the client's address
+      return;
+    } else if (name === "x-forwarded-proto") forwardedProto = true;
     if (name === "host" || HOP_BY_HOP.has(name)) return;
     if (name === "content-length") hasLength = true;
     head += `${name}: ${value}\r\n`;
@@ -381,6 +387,16 @@ function requestHead(
     request.method !== "HEAD"
   ) head += "content-length: 0\r\n";
   // The one upgrade relayed: WebSocket (its Sec-WebSocket-* headers are end to end already).
+  // The function learns who called (the client's address appended, as proxies do) and how.
+  const client = clientAddressOf(request);
+  if (client !== undefined) {
+    head += `x-forwarded-for: ${forwardedFor ? `${forwardedFor}, ${client}` : client}\r\n`;
+    if (!forwardedProto) {
+      head += `x-forwarded-proto: ${target.startsWith("https:") ? "https" : "http"}\r\n`;
+    }
+  } else if (forwardedFor !== undefined) {
+    head += `x-forwarded-for: ${forwardedFor}\r\n`;
+  }
   // RFC 9110 §7.8: an upgrade is asked for only when Connection lists "upgrade".
   const websocket = upgrade?.toLowerCase() === "websocket" &&
     /(^|,)\s*upgrade\s*(,|$)/i.test(connectionListed ?? "");

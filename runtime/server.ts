@@ -3,6 +3,7 @@
  */
 
 import { formatError, type Logger } from "./log.ts";
+import { tagClientAddress } from "./request_tags.ts";
 import type { CapturedServe } from "./serve_capture.ts";
 
 /** The real `Deno.serve`, saved when this module loads, before user code can make it virtual. */
@@ -76,6 +77,8 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
     : (request: Request, info: Deno.ServeHandlerInfo<Deno.Addr>) => service.handler(request, info);
   const handler = async (request: Request, info: Deno.ServeHandlerInfo<Deno.Addr>) => {
     counters.received++;
+    const remote = info.remoteAddr;
+    if (remote.transport === "tcp") tagClientAddress(request, remote.hostname);
     try {
       const response = await callService(request, info);
       if (response instanceof Response) return response;
