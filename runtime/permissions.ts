@@ -17,6 +17,8 @@ export interface WorkerLaunchInput {
   bootstrapPath: string;
   /** The worker's Unix socket path. */
   socketPath: string;
+  /** The worker's private temp dir: the only place it may write (`TMPDIR`). */
+  tempDir: string;
   /** Files and directories the worker may read (function dir, static files, module cache...). */
   readPaths: readonly string[];
   /** Environment the function sees, as Supabase's `envVars`. */
@@ -98,7 +100,8 @@ function netFlags(input: WorkerLaunchInput): string[] {
 /**
  * Builds the `deno run` arguments and environment for a worker.
  *
- * The environment is exactly `envVars` plus `SB_EXECUTION_ID`, plus Deno's own plumbing
+ * The environment is exactly `envVars` plus `SB_EXECUTION_ID` and `TMPDIR` (the worker's private
+ * temp dir), plus Deno's own plumbing
  * (`DENO_DIR`, ...) and whatever Deno adds to its own environment at startup: the bootstrap deletes
  * every name but the function's before the function loads. `--allow-env` is left
  * unscoped on purpose: the process has no other variables, and a scoped flag would make
@@ -115,8 +118,8 @@ export function planWorkerLaunch(input: WorkerLaunchInput): WorkerLaunchPlan {
   args.push(
     "--allow-env",
     "--allow-import",
-    `--allow-read=${[...new Set([...input.readPaths, input.socketPath])].join(",")}`,
-    `--allow-write=${input.socketPath}`,
+    `--allow-read=${[...new Set([...input.readPaths, input.socketPath, input.tempDir])].join(",")}`,
+    `--allow-write=${input.socketPath},${input.tempDir}`,
     ...netFlags(input),
     `--v8-flags=--max-old-space-size=${input.memoryLimitMb}`,
     `--location=${input.location}`,
@@ -125,6 +128,8 @@ export function planWorkerLaunch(input: WorkerLaunchInput): WorkerLaunchPlan {
   const env: Record<string, string> = {};
   for (const [name, value] of input.envVars) env[name] = value;
   env.SB_EXECUTION_ID = input.executionId;
+  // Deno.makeTempDir/File and node's os.tmpdir() read TMPDIR: the worker's private temp dir.
+  env.TMPDIR = input.tempDir;
   const visibleEnvNames = Object.keys(env);
   const plumbing: Record<string, string> = { ...PLUMBING_ENV, DENO_DIR: input.denoDir };
   for (const [name, value] of Object.entries(plumbing)) env[name] ??= value;

@@ -40,6 +40,8 @@ export interface SpawnWorkerOptions {
   cwd: string;
   /** The config written to the worker's stdin. */
   boot: WorkerBootConfig;
+  /** The worker's private temp dir, removed with everything in it when the worker ends. */
+  tempDir: string;
   /** How long the worker may take to report its status. */
   bootTimeoutMs: number;
   /** Aborting ends the boot at once (runtime shutdown). */
@@ -134,6 +136,7 @@ export class WorkerProcess {
     stdin: WritableStreamDefaultWriter<Uint8Array>;
     stderrTail: string[];
     tasks: TaskCounter;
+    tempDir: string;
     pipesDone: Promise<unknown>;
     evaluationError: string | undefined;
     bootTimeMs: number;
@@ -150,6 +153,7 @@ export class WorkerProcess {
     this.#exited = Promise.all([init.child.status, init.pipesDone]).then(async ([status]) => {
       await this.#stdin.close().catch(() => {});
       await Deno.remove(this.socketPath).catch(() => {});
+      await Deno.remove(init.tempDir, { recursive: true }).catch(() => {});
       this.#exit = classifyExit(status, this.#verdict, this.stderrTail());
       return this.#exit;
     });
@@ -302,6 +306,7 @@ export async function spawnWorker(options: SpawnWorkerOptions): Promise<WorkerPr
     stdin,
     stderrTail,
     tasks,
+    tempDir: options.tempDir,
     pipesDone,
     evaluationError: typeof outcome === "object" && "kind" in outcome &&
         outcome.kind === "evaluation_error"

@@ -40,7 +40,7 @@ export interface WorkerSpec {
   /** The launch settings that do not depend on the individual worker. */
   launch: Omit<
     WorkerLaunchInput,
-    "bootstrapPath" | "socketPath" | "executionId" | "denoDir" | "defaultDenyNet"
+    "bootstrapPath" | "socketPath" | "tempDir" | "executionId" | "denoDir" | "defaultDenyNet"
   >;
 }
 
@@ -240,10 +240,13 @@ export class WorkerPool {
       this.#options;
     const id = crypto.randomUUID();
     const socketPath = join(socketDir, `${id}.sock`);
+    const tempDir = join(socketDir, `${id}.tmp`);
+    await Deno.mkdir(tempDir, { mode: 0o700 });
     const plan = planWorkerLaunch({
       ...spec.launch,
       bootstrapPath,
       socketPath,
+      tempDir,
       executionId: id,
       denoDir,
       defaultDenyNet: this.#options.defaultDenyNet,
@@ -261,6 +264,7 @@ export class WorkerPool {
         statusToken: crypto.randomUUID(),
         visibleEnvNames: plan.visibleEnvNames,
       },
+      tempDir,
       bootTimeoutMs: requestWaitTimeoutMs,
       bootCpuLimitMs: spec.limits.cpuTimeHardLimitMs,
       signal: this.#shutdownSignal.signal,

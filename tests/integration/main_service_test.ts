@@ -76,13 +76,21 @@ Deno.test("main service (supabase-api) relays requests and reports worker errors
         },
       );
 
-      await t.step("the function's env is exactly envVars plus SB_EXECUTION_ID", async () => {
-        const { body } = await fetchJson<EchoBody>(`${rt.url}/echo`);
-        assert.deepEqual(Object.keys(body.env).sort(), ["GREETING", "SB_EXECUTION_ID", "SECOND"]);
-        assert.equal(body.env.GREETING, "hello from envVars");
-        assert.equal(body.env.SECOND, "2");
-        assert.notEqual(body.env.SB_EXECUTION_ID, "");
-      });
+      await t.step(
+        "the function's env is exactly envVars, SB_EXECUTION_ID and TMPDIR",
+        async () => {
+          const { body } = await fetchJson<EchoBody>(`${rt.url}/echo`);
+          assert.deepEqual(Object.keys(body.env).sort(), [
+            "GREETING",
+            "SB_EXECUTION_ID",
+            "SECOND",
+            "TMPDIR",
+          ]);
+          assert.equal(body.env.GREETING, "hello from envVars");
+          assert.equal(body.env.SECOND, "2");
+          assert.notEqual(body.env.SB_EXECUTION_ID, "");
+        },
+      );
 
       await t.step("the worker is a child of the runtime", async () => {
         const { body } = await fetchJson<EchoBody>(`${rt.url}/echo`);

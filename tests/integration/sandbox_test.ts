@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { fetchText, fixtureMain, FUNCTION_FIXTURES, withRuntime } from "../test_utils.ts";
+import { fetchText, fixtureMain, FUNCTION_FIXTURES, waitFor, withRuntime } from "../test_utils.ts";
 
 Deno.test("a function cannot change its environment (Deno.env.set throws NotSupported)", async () => {
   await withRuntime({ args: [`--main-service=${fixtureMain("supabase-api")}`] }, async (rt) => {
@@ -111,5 +111,25 @@ Deno.test("permissions.allow_net listing a host lifts the default network denial
       headers: { "x-allow-net": "127.0.0.1", "x-force-create": "true" },
     });
     assert.deepEqual(JSON.parse(allowed.body), { outcome: "allowed", result: "200" });
+  });
+});
+
+Deno.test("a worker writes only in its private temp dir, which goes when the worker ends", async () => {
+  await withRuntime({ args: [`--main-service=${fixtureMain("supabase-api")}`] }, async (rt) => {
+    const { status, body } = await fetchText(`${rt.url}/private-temp`);
+    assert.equal(status, 200, body);
+    const seen = JSON.parse(body);
+    assert.equal(seen.content, "kept for this worker only");
+    assert.equal(seen.makeTempDirIsUnderTmpdir, true);
+    assert.ok(seen.file.startsWith(seen.tmpdir + "/"));
+    assert.match(seen.tmpdir, /\/edge-runtime-[^/]+\/[0-9a-f-]+\.tmp$/);
+    assert.ok(await Deno.stat(seen.file).then(() => true, () => false), "file exists meanwhile");
+    const cleanup = await fetchText(`${rt.url}/_internal/cleanup-idle-workers`);
+    assert.equal(JSON.parse(cleanup.body).count, 1);
+    await waitFor(
+      () => Deno.stat(seen.tmpdir).then(() => false, () => true),
+      5000,
+      "the temp dir to be removed",
+    );
   });
 });

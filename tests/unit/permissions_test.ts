@@ -10,12 +10,14 @@ import {
 } from "../../runtime/permissions.ts";
 
 const SOCKET = "/tmp/edge-xyz/w1.sock";
+const TEMP = "/tmp/edge-xyz/w1.tmp";
 const BOOTSTRAP = "/app/workers/bootstrap.ts";
 
 function input(overrides: Partial<WorkerLaunchInput> = {}): WorkerLaunchInput {
   return {
     bootstrapPath: BOOTSTRAP,
     socketPath: SOCKET,
+    tempDir: TEMP,
     readPaths: ["/app/functions/hello", "/cache/deno"],
     envVars: [["FOO", "1"], ["SUPABASE_URL", "http://db"]],
     executionId: "exec-123",
@@ -53,20 +55,23 @@ Deno.test("planWorkerLaunch() puts the bootstrap path last", () => {
   }
 });
 
-Deno.test("planWorkerLaunch() lets the worker read its paths and the socket", () => {
+Deno.test("planWorkerLaunch() lets the worker read its paths, its socket and its temp dir", () => {
   const { args } = planWorkerLaunch(input());
-  assert.equal(flagValue(args, "--allow-read"), `/app/functions/hello,/cache/deno,${SOCKET}`);
+  assert.equal(
+    flagValue(args, "--allow-read"),
+    `/app/functions/hello,/cache/deno,${SOCKET},${TEMP}`,
+  );
 });
 
 Deno.test("planWorkerLaunch() lists each read path once", () => {
   const { args } = planWorkerLaunch(input({ readPaths: ["/a", "/a", SOCKET] }));
-  assert.equal(flagValue(args, "--allow-read"), `/a,${SOCKET}`);
+  assert.equal(flagValue(args, "--allow-read"), `/a,${SOCKET},${TEMP}`);
 });
 
-Deno.test("planWorkerLaunch() lets the worker write only its socket", () => {
+Deno.test("planWorkerLaunch() lets the worker write only its socket and its private temp dir", () => {
   const { args } = planWorkerLaunch(input());
   const writes = args.filter((arg) => arg.startsWith("--allow-write"));
-  assert.deepEqual(writes, [`--allow-write=${SOCKET}`]);
+  assert.deepEqual(writes, [`--allow-write=${SOCKET},${TEMP}`]);
 });
 
 Deno.test("planWorkerLaunch() sets the V8 heap limit from memoryLimitMb", () => {
@@ -193,6 +198,7 @@ Deno.test("planWorkerLaunch() gives the function's env vars plus SB_EXECUTION_ID
     FOO: "1",
     SUPABASE_URL: "http://db",
     SB_EXECUTION_ID: "exec-123",
+    TMPDIR: TEMP,
     DENO_DIR: "/cache/deno",
     NO_COLOR: "1",
     DENO_NO_UPDATE_CHECK: "1",
@@ -205,14 +211,14 @@ Deno.test("planWorkerLaunch() lets the function's own env vars win over plumbing
   );
   assert.equal(env.NO_COLOR, "0");
   assert.equal(env.DENO_DIR, "/mine");
-  assert.deepEqual(visibleEnvNames, ["NO_COLOR", "DENO_DIR", "SB_EXECUTION_ID"]);
+  assert.deepEqual(visibleEnvNames, ["NO_COLOR", "DENO_DIR", "SB_EXECUTION_ID", "TMPDIR"]);
 });
 
 Deno.test("planWorkerLaunch() lets only the function's env var names be visible", () => {
   const { visibleEnvNames } = planWorkerLaunch(input());
-  assert.deepEqual(visibleEnvNames, ["FOO", "SUPABASE_URL", "SB_EXECUTION_ID"]);
+  assert.deepEqual(visibleEnvNames, ["FOO", "SUPABASE_URL", "SB_EXECUTION_ID", "TMPDIR"]);
   const empty = planWorkerLaunch(input({ envVars: [] }));
-  assert.deepEqual(empty.visibleEnvNames, ["SB_EXECUTION_ID"]);
+  assert.deepEqual(empty.visibleEnvNames, ["SB_EXECUTION_ID", "TMPDIR"]);
 });
 
 Deno.test("planWorkerLaunch() sets SB_EXECUTION_ID even when envVars has one", () => {
@@ -220,13 +226,14 @@ Deno.test("planWorkerLaunch() sets SB_EXECUTION_ID even when envVars has one", (
     input({ envVars: [["SB_EXECUTION_ID", "spoofed"]] }),
   );
   assert.equal(env.SB_EXECUTION_ID, "exec-123");
-  assert.deepEqual(visibleEnvNames, ["SB_EXECUTION_ID"]);
+  assert.deepEqual(visibleEnvNames, ["SB_EXECUTION_ID", "TMPDIR"]);
 });
 
 Deno.test("planWorkerLaunch() denies the default hosts unless allow_net lists hosts", async (t) => {
   const base = {
     bootstrapPath: "/rt/workers/bootstrap.ts",
     socketPath: "/run/rt/w.sock",
+    tempDir: "/run/rt/w.tmp",
     readPaths: ["/fns/a"],
     envVars: [],
     executionId: "id",
