@@ -47,6 +47,7 @@ Options:
       --main-worker-request-idle-timeout <MS>  504 when the main service has not answered in time
       --user-worker-request-idle-timeout <MS>  a worker's response head or next chunk must come in time
       --request-read-timeout <MS>            (not implemented yet)
+      --max-request-body-size <BYTES>        413 for larger request bodies (default: no limit)
       --static <GLOB>                        static files every function may read (repeatable)
       --graceful-exit-timeout <S>            SIGTERM drain limit in seconds (default 15)
       --dispatch-beforeunload-wall-clock-ratio <PCT>  beforeunload at PCT of the wall clock (default 90)
@@ -98,6 +99,7 @@ function parseFlags(argv: string[]) {
       "main-worker-request-idle-timeout": { type: "string" },
       "user-worker-request-idle-timeout": { type: "string" },
       "request-read-timeout": { type: "string" },
+      "max-request-body-size": { type: "string" },
       static: { type: "string", multiple: true },
       "graceful-exit-timeout": { type: "string" },
       "dispatch-beforeunload-wall-clock-ratio": { type: "string" },
@@ -164,6 +166,7 @@ async function main(argv: string[]): Promise<void> {
     mainWorkerRequestIdleTimeout: values["main-worker-request-idle-timeout"],
     userWorkerRequestIdleTimeout: values["user-worker-request-idle-timeout"],
     requestReadTimeout: values["request-read-timeout"],
+    maxRequestBodySize: values["max-request-body-size"],
     static: values.static,
     gracefulExitTimeout: values["graceful-exit-timeout"],
     dispatchBeforeunloadWallClockRatio: values["dispatch-beforeunload-wall-clock-ratio"],

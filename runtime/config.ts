@@ -37,6 +37,8 @@ export interface RuntimeOptions {
   userWorkerRequestIdleTimeout?: string;
   /** Time for a client to send its request head, in ms. @default none */
   requestReadTimeout?: string;
+  /** Largest request body accepted, in bytes; larger ones get 413. @default unlimited */
+  maxRequestBodySize?: string;
   /** Globs of static files every worker may read. @default [] */
   static?: string[];
   /** Seconds to drain on SIGTERM. @default 15 */
@@ -99,6 +101,8 @@ export interface ResolvedConfig {
   readonly mainWorkerRequestIdleTimeoutMs: number | undefined;
   readonly userWorkerRequestIdleTimeoutMs: number | undefined;
   readonly requestReadTimeoutMs: number | undefined;
+  /** Largest request body accepted (bytes), or `undefined` for no limit. */
+  readonly maxRequestBodyBytes: number | undefined;
   readonly staticPatterns: readonly string[];
   readonly gracefulExitTimeoutMs: number;
   readonly beforeunloadRatios: Readonly<{ wallClock: number; cpu: number; memory: number }>;
@@ -275,6 +279,11 @@ export function resolveConfig(options: RuntimeOptions, facts: HostFacts): Resolv
       options.userWorkerRequestIdleTimeout,
       "--user-worker-request-idle-timeout",
       MS_RANGE,
+    ),
+    maxRequestBodyBytes: parseInteger(
+      options.maxRequestBodySize,
+      "--max-request-body-size",
+      { min: 0, max: Number.MAX_SAFE_INTEGER },
     ),
     requestReadTimeoutMs: parseInteger(
       options.requestReadTimeout,

@@ -101,6 +101,14 @@ export class RuntimeError extends Error {
   }
 }
 
+/** A request body grew past `--max-request-body-size` while it was being relayed. */
+export class PayloadTooLargeError extends Error {
+  constructor(message = "Request body is larger than the runtime accepts", options?: ErrorOptions) {
+    super(message, options);
+    this.name = "PayloadTooLargeError";
+  }
+}
+
 /** A bad flag, environment value or option, found before anything starts (CLI exit 2). */
 export class ConfigError extends Error {
   constructor(message: string, options?: ErrorOptions) {

@@ -6,7 +6,7 @@
  * Unix-socket clients.
  */
 
-import { RuntimeError } from "./errors.ts";
+import { PayloadTooLargeError, RuntimeError } from "./errors.ts";
 import { clientAddressOf, originalRequestOf } from "./request_tags.ts";
 import { relayWebSocket } from "./websocket_relay.ts";
 
@@ -659,6 +659,7 @@ export class UnixHttpClient {
 
     let bodyPump: Promise<void> | undefined;
     let bodyWritten = request.body === null;
+    let uploadRefused: PayloadTooLargeError | undefined;
     try {
       const head = requestHead(request, conn.headScratch);
       const written = await conn.conn.write(head.bytes);
@@ -668,7 +669,10 @@ export class UnixHttpClient {
           bodyWritten = true;
         });
         // A failed upload shows up as a broken response read; keep it from going unhandled.
-        bodyPump.catch(() => conn.close());
+        bodyPump.catch((error) => {
+          if (error instanceof PayloadTooLargeError) uploadRefused = error;
+          conn.close();
+        });
       }
       let parsed: ParsedHead;
       do {
@@ -705,6 +709,7 @@ export class UnixHttpClient {
     } catch (error) {
       finish(false);
       if (abortedWith !== undefined) throw abortedWith;
+      if (uploadRefused !== undefined) throw uploadRefused;
       throw toRuntimeError(error);
     }
   }

@@ -133,6 +133,7 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
       port: config.port,
       service,
       requestIdleTimeoutMs: config.mainWorkerRequestIdleTimeoutMs ?? 0,
+      maxRequestBodyBytes: config.maxRequestBodyBytes,
       logger,
     });
   } catch (error) {

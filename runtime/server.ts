@@ -2,8 +2,9 @@
  * The runtime's TCP listener: counts requests and hands every one to the main service's handler.
  */
 
+import { PayloadTooLargeError } from "./errors.ts";
 import { formatError, type Logger } from "./log.ts";
-import { tagClientAddress } from "./request_tags.ts";
+import { tagClientAddress, tagRequest } from "./request_tags.ts";
 import type { CapturedServe } from "./serve_capture.ts";
 
 /** The real `Deno.serve`, saved when this module loads, before user code can make it virtual. */
@@ -20,6 +21,8 @@ export interface ServerOptions {
   service: Pick<CapturedServe, "handler" | "onError">;
   /** Answer 504 when the main service has not started its response in this time; 0 = never. */
   requestIdleTimeoutMs: number;
+  /** Answer 413 to request bodies larger than this; `undefined` = no limit. */
+  maxRequestBodyBytes: number | undefined;
   logger: Logger;
 }
 
@@ -35,6 +38,33 @@ export interface RunningServer {
   readonly counters: Readonly<RequestCounters>;
   /** Stops accepting connections and resolves when in-flight requests are answered. */
   shutdown(): Promise<void>;
+}
+
+function payloadTooLarge(): Response {
+  return Response.json(
+    { code: "PAYLOAD_TOO_LARGE", message: new PayloadTooLargeError().message },
+    { status: 413 },
+  );
+}
+
+/**
+ * A copy of `request` whose body errors once more than `limit` bytes have come (a body without a
+ * Content-Length); the relay then fails the request instead of streaming on.
+ */
+function capBody(request: Request, limit: number): Request {
+  let seen = 0;
+  const counted = request.body!.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        seen += chunk.length;
+        if (seen > limit) controller.error(new PayloadTooLargeError());
+        else controller.enqueue(chunk);
+      },
+    }),
+  );
+  const copy = new Request(request, { body: counted, duplex: "half" } as RequestInit);
+  tagRequest(request, copy);
+  return copy;
 }
 
 function internalError(): Response {
@@ -75,8 +105,17 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
         .finally(() => clearTimeout(timer));
     }
     : (request: Request, info: Deno.ServeHandlerInfo<Deno.Addr>) => service.handler(request, info);
+  const { maxRequestBodyBytes } = options;
   const handler = async (request: Request, info: Deno.ServeHandlerInfo<Deno.Addr>) => {
     counters.received++;
+    if (maxRequestBodyBytes !== undefined && request.body !== null) {
+      const declared = request.headers.get("content-length");
+      if (declared !== null && Number(declared) > maxRequestBodyBytes) {
+        counters.handled++;
+        return payloadTooLarge();
+      }
+      if (declared === null) request = capBody(request, maxRequestBodyBytes);
+    }
     const remote = info.remoteAddr;
     if (remote.transport === "tcp") tagClientAddress(request, remote.hostname);
     try {
@@ -84,6 +123,7 @@ export function startServer(options: ServerOptions): Promise<RunningServer> {
       if (response instanceof Response) return response;
       return await onServiceError(new TypeError("Main service handler did not return a Response"));
     } catch (error) {
+      if (error instanceof PayloadTooLargeError) return payloadTooLarge();
       return await onServiceError(error);
     } finally {
       counters.handled++;

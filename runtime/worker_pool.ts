@@ -238,10 +238,24 @@ export class WorkerPool {
   async #boot(slot: ServiceSlot, spec: WorkerSpec): Promise<PooledWorker> {
     const { socketDir, bootstrapPath, denoDir, execPath, logger, requestWaitTimeoutMs } =
       this.#options;
+    // Counted before the first await: concurrent callers must see this boot in the occupancy.
+    slot.booting++;
     const id = crypto.randomUUID();
     const socketPath = join(socketDir, `${id}.sock`);
     const tempDir = join(socketDir, `${id}.tmp`);
-    await Deno.mkdir(tempDir, { mode: 0o700 });
+    try {
+      await Deno.mkdir(tempDir, { mode: 0o700 });
+    } catch (error) {
+      slot.booting--;
+      this.#notify(slot);
+      throw new RuntimeError(
+        "BOOT_FAILED",
+        "failed to bootstrap runtime: cannot create its temp dir",
+        {
+          cause: error,
+        },
+      );
+    }
     const plan = planWorkerLaunch({
       ...spec.launch,
       bootstrapPath,
@@ -251,7 +265,6 @@ export class WorkerPool {
       denoDir,
       defaultDenyNet: this.#options.defaultDenyNet,
     });
-    slot.booting++;
     const spawning = spawnWorker({
       functionName: spec.functionName,
       execPath,

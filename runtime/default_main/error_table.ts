@@ -7,6 +7,7 @@
 import {
   InvalidWorkerCreation,
   InvalidWorkerResponse,
+  PayloadTooLargeError,
   WorkerAlreadyRetired,
   WorkerRequestCancelled,
   WorkerRequestIdleTimeout,
@@ -21,6 +22,7 @@ export type DefaultMainFailure =
   | "worker_timeout"
   | "worker_retired"
   | "client_closed"
+  | "payload_too_large"
   | "internal";
 
 interface FailureAnswer {
@@ -66,6 +68,11 @@ export const FAILURE_ANSWERS: Record<DefaultMainFailure, FailureAnswer> = {
     shouldLog: true,
   },
   client_closed: { status: 499, body: null, shouldLog: false },
+  payload_too_large: {
+    status: 413,
+    body: { code: "PAYLOAD_TOO_LARGE", message: "Request body is larger than the runtime accepts" },
+    shouldLog: false,
+  },
   internal: {
     status: 500,
     body: {
@@ -84,6 +91,7 @@ export function classifyFailure(error: unknown): DefaultMainFailure {
   if (error instanceof WorkerRequestIdleTimeout) return "worker_timeout";
   if (error instanceof WorkerAlreadyRetired) return "worker_retired";
   if (error instanceof DOMException && error.name === "AbortError") return "client_closed";
+  if (error instanceof PayloadTooLargeError) return "payload_too_large";
   return "internal";
 }
 
