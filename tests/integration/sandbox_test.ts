@@ -77,6 +77,10 @@ const DENIED_ATTACKS: [string, string][] = [
   ["attack-call-localhost", "NotCapable"],
   ["attack-listen-port", "NotCapable"],
   ["attack-metadata-endpoint", "NotCapable"],
+  ["attack-read-main-environ", "NotCapable"],
+  ["attack-dynamic-json-import", "TypeError"],
+  ["attack-write-own-folder", "NotCapable"],
+  ["attack-list-socket-dir", "NotCapable"],
 ];
 
 Deno.test("attacks on the host fail, and nothing they aimed at reaches a response or a log", async (t) => {
@@ -131,5 +135,14 @@ Deno.test("a worker writes only in its private temp dir, which goes when the wor
       5000,
       "the temp dir to be removed",
     );
+  });
+});
+
+Deno.test("functions do not share localStorage", async () => {
+  await withRuntime({ args: [`--functions=${FUNCTION_FIXTURES}`] }, async (rt) => {
+    const wrote = await fetchText(`${rt.url}/storage-writer`);
+    assert.deepEqual(JSON.parse(wrote.body), { stored: "written-by-storage-writer" });
+    const read = await fetchText(`${rt.url}/storage-reader`);
+    assert.deepEqual(JSON.parse(read.body), { seen: null });
   });
 });
