@@ -102,6 +102,8 @@ export class WorkerPool {
   #sampler: ReturnType<typeof setInterval> | undefined;
   #retiredCount = 0;
   #closed = false;
+  /** True while a worker holds the inspector port (`--inspect`): one worker at a time. */
+  #inspectorTaken = false;
 
   constructor(options: WorkerPoolOptions) {
     this.#options = options;
@@ -240,6 +242,14 @@ export class WorkerPool {
       this.#options;
     // Counted before the first await: concurrent callers must see this boot in the occupancy.
     slot.booting++;
+    // The inspector port fits one worker; the others run without it until it is free again.
+    const inspect = spec.launch.inspect !== undefined && !this.#inspectorTaken
+      ? spec.launch.inspect
+      : undefined;
+    if (inspect) this.#inspectorTaken = true;
+    else if (spec.launch.inspect) {
+      logger.info(`inspector in use by another worker: "${spec.functionName}" starts without it`);
+    }
     const id = crypto.randomUUID();
     const socketPath = join(socketDir, `${id}.sock`);
     const tempDir = join(socketDir, `${id}.tmp`);
@@ -247,6 +257,7 @@ export class WorkerPool {
       await Deno.mkdir(tempDir, { mode: 0o700 });
     } catch (error) {
       slot.booting--;
+      if (inspect) this.#inspectorTaken = false;
       this.#notify(slot);
       throw new RuntimeError(
         "BOOT_FAILED",
@@ -258,6 +269,7 @@ export class WorkerPool {
     }
     const plan = planWorkerLaunch({
       ...spec.launch,
+      inspect,
       bootstrapPath,
       socketPath,
       tempDir,
@@ -291,6 +303,7 @@ export class WorkerPool {
       if (!this.#closed) {
         logger.error(`worker for "${spec.functionName}" failed to boot: ${formatError(error)}`);
       }
+      if (inspect) this.#inspectorTaken = false;
       this.#notify(slot);
       throw error;
     } finally {
@@ -331,6 +344,7 @@ export class WorkerPool {
       }ms`,
     );
     process.exited.then((exit) => {
+      if (inspect) this.#inspectorTaken = false;
       worker.end();
       slot.workers.delete(worker);
       this.#byId.delete(id);
