@@ -41,16 +41,20 @@ export interface EdgeRuntimeMainApi {
    */
   applySupabaseTag(source: Request, destination: Request): void;
   systemMemoryInfo(): Deno.SystemMemoryInfo;
+  /** Not in Supabase: every metric in the Prometheus text format, for a `/metrics` route. */
+  getPrometheusMetrics(): string;
 }
 
 /** Builds the `EdgeRuntime` global from the runtime's parts. */
 export function createEdgeRuntimeApi(
   userWorkers: UserWorkerClass,
   metrics: () => RuntimeMetrics,
+  prometheus: () => string,
 ): EdgeRuntimeMainApi {
   return {
     userWorkers,
     getRuntimeMetrics: () => Promise.resolve(metrics()),
+    getPrometheusMetrics: prometheus,
     applySupabaseTag(source, destination) {
       if (!(source instanceof Request) || !(destination instanceof Request)) {
         throw new TypeError("Only Request instance can apply the supabase tag");

@@ -28,6 +28,8 @@ export interface PooledWorkerInit {
   idleTimeoutMs: number;
   /** Called when the worker has no request in flight and no lease. */
   onIdle: (worker: PooledWorker) => void;
+  /** Called once per request: the answer's status ("error" when none came) and its latency. */
+  onRequest?: (status: string, seconds: number) => void;
 }
 
 /** A worker owned by the pool. */
@@ -181,14 +183,18 @@ export class PooledWorker {
       this.#lastActivityAt = Date.now();
       if (this.#inflight === 0) this.#init.onIdle(this);
     };
+    const startedAt = performance.now();
     try {
-      return await this.#client.request(request, {
+      const response = await this.#client.request(request, {
         signal,
         onDone,
         idleTimeoutMs: this.#init.idleTimeoutMs,
       });
+      this.#init.onRequest?.(String(response.status), (performance.now() - startedAt) / 1000);
+      return response;
     } catch (error) {
       onDone();
+      this.#init.onRequest?.("error", (performance.now() - startedAt) / 1000);
       if (!(error instanceof RuntimeError) || error.code !== "WORKER_CRASHED") throw error;
       throw await this.#whyGone(error);
     }

@@ -20,6 +20,7 @@ import {
 import type { CapturedServe, ServeCapture } from "./serve_capture.ts";
 import { type RunningServer, startServer } from "./server.ts";
 import { ALWAYS_DENIED_NET, denyNetEntry } from "./permissions.ts";
+import { RuntimeMetrics as RuntimeMetricsRegistry } from "./metrics.ts";
 import { createUserWorkersClass } from "./user_workers.ts";
 import { type FunctionWatcher, watchFunctions, watchTree } from "./watch.ts";
 import { WorkerPool } from "./worker_pool.ts";
@@ -65,7 +66,9 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
   const { config, logger } = options;
   const socketDir = await Deno.makeTempDir({ prefix: "edge-runtime-" });
   await Deno.chmod(socketDir, 0o700);
+  const counters = new RuntimeMetricsRegistry();
   const pool = new WorkerPool({
+    metrics: counters,
     policy: config.policy,
     maxParallelism: config.maxParallelism,
     requestWaitTimeoutMs: config.requestWaitTimeoutMs,
@@ -94,7 +97,25 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
       handledRequestsCount: server?.counters.handled ?? 0,
     };
   };
-  const api = createEdgeRuntimeApi(createUserWorkersClass({ pool, config }), metrics);
+  const prometheus = () => {
+    const memory = Deno.memoryUsage();
+    return counters.render({
+      workers: pool.workers.map((w) => ({
+        functionName: w.functionName,
+        rssBytes: w.usage.rssBytes,
+        cpuMs: w.usage.cpuMs,
+      })),
+      receivedRequests: server?.counters.received ?? 0,
+      handledRequests: server?.counters.handled ?? 0,
+      mainHeapUsedBytes: memory.heapUsed,
+      mainRssBytes: memory.rss,
+    });
+  };
+  const api = createEdgeRuntimeApi(
+    createUserWorkersClass({ pool, config }),
+    metrics,
+    prometheus,
+  );
   installMainGlobals(api);
 
   const cleanup = async (unloadGraceMs = 0) => {

@@ -16,6 +16,7 @@ import {
 } from "./limits.ts";
 import { formatError, type Logger } from "./log.ts";
 import { planWorkerLaunch, type WorkerLaunchInput } from "./permissions.ts";
+import type { RuntimeMetrics } from "./metrics.ts";
 import { PooledWorker } from "./pooled_worker.ts";
 import { spawnWorker, type WorkerProcess } from "./supervisor.ts";
 
@@ -61,6 +62,8 @@ export interface WorkerPoolOptions {
   execPath: string;
   /** Hosts workers may not reach unless their `allow_net` lists hosts (see permissions.ts). */
   defaultDenyNet: readonly string[];
+  /** Where requests, cold starts and worker ends are counted. */
+  metrics?: RuntimeMetrics;
   logger: Logger;
 }
 
@@ -324,7 +327,10 @@ export class WorkerPool {
       limitsPerRequest: this.#options.policy !== "per_worker",
       idleTimeoutMs: this.#options.userWorkerRequestIdleTimeoutMs,
       onIdle: (w) => this.#onIdle(w),
+      onRequest: (status, seconds) =>
+        this.#options.metrics?.recordRequest(spec.functionName, status, seconds),
     });
+    this.#options.metrics?.recordBoot(spec.functionName, process.bootTimeMs / 1000);
     if (spec.requestAbsentTimeoutMs > 0) {
       this.#absentTimeoutMs.set(worker, spec.requestAbsentTimeoutMs);
     }
@@ -345,6 +351,7 @@ export class WorkerPool {
     );
     process.exited.then((exit) => {
       if (inspect) this.#inspectorTaken = false;
+      this.#options.metrics?.recordEnd(spec.functionName, exit.reason);
       worker.end();
       slot.workers.delete(worker);
       this.#byId.delete(id);

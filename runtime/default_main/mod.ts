@@ -108,39 +108,6 @@ function settingsOptions(settings: FunctionSettings | undefined): Record<string,
   };
 }
 
-/** Renders runtime metrics in the Prometheus text format. */
-export function prometheusText(metrics: RuntimeMetrics): string {
-  const lines: string[] = [];
-  const gauge = (name: string, help: string, value: number, type = "gauge") => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${value}`);
-  };
-  gauge("edge_runtime_active_workers", "User workers alive now.", metrics.activeUserWorkersCount);
-  gauge(
-    "edge_runtime_retired_workers_total",
-    "User workers retired since start.",
-    metrics.retiredUserWorkersCount,
-    "counter",
-  );
-  gauge(
-    "edge_runtime_requests_received_total",
-    "Requests received by the main runtime.",
-    metrics.receivedRequestsCount,
-    "counter",
-  );
-  gauge(
-    "edge_runtime_requests_handled_total",
-    "Requests answered by the main runtime.",
-    metrics.handledRequestsCount,
-    "counter",
-  );
-  gauge(
-    "edge_runtime_main_heap_used_bytes",
-    "V8 heap used by the main runtime.",
-    metrics.mainWorkerHeapStats.usedHeapSize,
-  );
-  return lines.join("\n") + "\n";
-}
-
 /**
  * Builds the default main service's handler.
  */
@@ -153,8 +120,8 @@ export function createDefaultMainService(options: DefaultMainOptions): ServeHand
   app.get("/_internal/metric", async (c) => c.json(await api.getRuntimeMetrics()));
   app.get(
     "/_internal/metrics",
-    async (c) =>
-      c.text(prometheusText(await api.getRuntimeMetrics()), 200, {
+    (c) =>
+      c.text(api.getPrometheusMetrics(), 200, {
         "content-type": "text/plain; version=0.0.4; charset=utf-8",
       }),
   );

@@ -9,7 +9,6 @@ import { join } from "node:path";
 import {
   createDefaultMainService,
   FUNCTION_NAME_PATTERN,
-  prometheusText,
   routeFunction,
 } from "../../runtime/default_main/mod.ts";
 import {
@@ -27,6 +26,8 @@ import type {
   UserWorkerCreateOptions,
   UserWorkerInstance,
 } from "../../runtime/user_workers.ts";
+
+const PROMETHEUS_TEXT = '# TYPE edge_runtime_workers gauge\nedge_runtime_workers{function="a"} 1\n';
 
 const METRICS: RuntimeMetrics = {
   mainWorkerHeapStats: {
@@ -145,49 +146,6 @@ Deno.test("FUNCTION_NAME_PATTERN matches only URL-safe function names", async (t
   }
 });
 
-// --- prometheusText -----------------------------------------------------------------------------
-
-Deno.test("prometheusText() renders HELP, TYPE and value lines", () => {
-  assert.equal(
-    prometheusText(METRICS),
-    [
-      "# HELP edge_runtime_active_workers User workers alive now.",
-      "# TYPE edge_runtime_active_workers gauge",
-      "edge_runtime_active_workers 3",
-      "# HELP edge_runtime_retired_workers_total User workers retired since start.",
-      "# TYPE edge_runtime_retired_workers_total counter",
-      "edge_runtime_retired_workers_total 7",
-      "# HELP edge_runtime_requests_received_total Requests received by the main runtime.",
-      "# TYPE edge_runtime_requests_received_total counter",
-      "edge_runtime_requests_received_total 100",
-      "# HELP edge_runtime_requests_handled_total Requests answered by the main runtime.",
-      "# TYPE edge_runtime_requests_handled_total counter",
-      "edge_runtime_requests_handled_total 98",
-      "# HELP edge_runtime_main_heap_used_bytes V8 heap used by the main runtime.",
-      "# TYPE edge_runtime_main_heap_used_bytes gauge",
-      "edge_runtime_main_heap_used_bytes 1234",
-      "",
-    ].join("\n"),
-  );
-});
-
-Deno.test("prometheusText() declares every sample's metric before it", () => {
-  const lines = prometheusText(METRICS).trimEnd().split("\n");
-  const declared = new Set<string>();
-  for (const line of lines) {
-    const type = /^# TYPE (\w+) (gauge|counter)$/.exec(line);
-    if (type) {
-      declared.add(type[1]);
-      continue;
-    }
-    if (line.startsWith("# HELP ")) continue;
-    const sample = /^(\w+) (-?\d+(?:\.\d+)?)$/.exec(line);
-    assert.ok(sample, `malformed sample line "${line}"`);
-    assert.ok(declared.has(sample[1]), `${sample[1]} has no TYPE line`);
-  }
-  assert.equal(declared.size, 5);
-});
-
 // --- createDefaultMainService -------------------------------------------------------------------
 
 interface LogEntry {
@@ -234,6 +192,7 @@ async function setup(create: CreateBehaviour, functionEnv: [string, string][] = 
   const api: EdgeRuntimeMainApi = {
     userWorkers,
     getRuntimeMetrics: () => metrics(),
+    getPrometheusMetrics: () => PROMETHEUS_TEXT,
     applySupabaseTag() {},
     systemMemoryInfo: () => {
       throw new Error("not used");
@@ -289,7 +248,7 @@ Deno.test("createDefaultMainService() serves metrics as JSON and Prometheus text
   const text = await main.fetch("/_internal/metrics");
   assert.equal(text.status, 200);
   assert.equal(text.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
-  assert.equal(await text.text(), prometheusText(METRICS));
+  assert.equal(await text.text(), PROMETHEUS_TEXT);
 });
 
 Deno.test("createDefaultMainService() answers 500 without details when metrics fail", async () => {
@@ -297,7 +256,7 @@ Deno.test("createDefaultMainService() answers 500 without details when metrics f
     throw new Error("create must not be called");
   });
   main.setMetrics(() => Promise.reject(new Error("metrics exploded at /secret/path")));
-  const response = await main.fetch("/_internal/metrics");
+  const response = await main.fetch("/_internal/metric");
   assert.equal(response.status, 500);
   const body = await response.text();
   assert.deepEqual(JSON.parse(body), {
