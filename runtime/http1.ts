@@ -346,7 +346,7 @@ function splitTarget(url: string): { target: string; host: string } {
 export function requestHead(
   request: Request,
   scratch: Uint8Array,
-): { bytes: Uint8Array; chunked: boolean; websocket: boolean } {
+): { bytes: Uint8Array; chunked: boolean; websocket: boolean; requestId: string } {
   // Absolute-form target (RFC 9112 §3.2.2): the worker's `req.url` is then exactly the URL the
   // main service passed, scheme included, instead of being rebuilt from the socket.
   const { target, host } = splitTarget(request.url);
@@ -355,6 +355,7 @@ export function requestHead(
   let upgrade: string | undefined;
   let forwardedFor: string | undefined;
   let forwardedProto = false;
+  let requestId: string | undefined;
   let hasLength = false;
   // forEach, not for-of: Deno's Headers iterator is several times slower. One pass; a
   // `Connection` header naming more hop-by-hop headers (rare) is handled after it.
@@ -365,6 +366,7 @@ export function requestHead(
       forwardedFor = value; // re-added below with the client's address
       return;
     } else if (name === "x-forwarded-proto") forwardedProto = true;
+    else if (name === "x-request-id") requestId = value;
     if (name === "host" || HOP_BY_HOP.has(name)) return;
     if (name === "content-length") hasLength = true;
     head += `${name}: ${value}\r\n`;
@@ -393,21 +395,27 @@ export function requestHead(
   } else if (forwardedFor !== undefined) {
     head += `x-forwarded-for: ${forwardedFor}\r\n`;
   }
+  // Every request carries an id the function (and the logs) can quote; one is made when absent.
+  if (requestId === undefined) {
+    requestId = crypto.randomUUID();
+    head += `x-request-id: ${requestId}\r\n`;
+  }
   // RFC 9110 §7.8: an upgrade is asked for only when Connection lists "upgrade".
   const websocket = upgrade?.toLowerCase() === "websocket" &&
     /(^|,)\s*upgrade\s*(,|$)/i.test(connectionListed ?? "");
   if (websocket) head += "connection: upgrade\r\nupgrade: websocket\r\n";
   head += "\r\n";
-  if (!isAscii(head)) return { bytes: latin1Bytes(head), chunked, websocket };
+  if (!isAscii(head)) return { bytes: latin1Bytes(head), chunked, websocket, requestId };
   // encodeInto a reused buffer is several times cheaper than encode(), which allocates.
   if (head.length <= scratch.length) {
     return {
       bytes: scratch.subarray(0, encoder.encodeInto(head, scratch).written),
       chunked,
       websocket,
+      requestId,
     };
   }
-  return { bytes: encoder.encode(head), chunked, websocket };
+  return { bytes: encoder.encode(head), chunked, websocket, requestId };
 }
 
 export async function pumpRequestBody(

@@ -13,6 +13,8 @@ export interface Logger {
   error(message: string): void;
   /** One line of a function's own output, attributed to that function. */
   functionLine(functionName: string, line: string): void;
+  /** Whether debug lines are printed (to skip building them otherwise). */
+  readonly isDebugEnabled: boolean;
 }
 
 /** Where formatted lines go; the default writes to stderr. */
@@ -44,6 +46,7 @@ export function createLogger(level: LogLevel, sink: LogSink = stderrSink): Logge
     warn: (m) => emit("warn", `warning: ${m}`),
     error: (m) => emit("error", `error: ${m}`),
     functionLine: (name, line) => emit("info", `[fn:${name}] ${line}`),
+    isDebugEnabled: RANK.debug >= min,
   };
 }
 

@@ -8,6 +8,15 @@ import type { LimitState, ProcessUsage, UsageSample, WorkerLimits } from "./limi
 import { UnixHttpClient } from "./proxy.ts";
 import type { WorkerProcess } from "./supervisor.ts";
 
+/** What became of one relayed request, for metrics and request logs. */
+export interface RequestOutcome {
+  request: Request;
+  /** The answer's status, or "error" when none came. */
+  status: string;
+  seconds: number;
+  requestId: string | undefined;
+}
+
 /** Where a worker is in its life. */
 export type WorkerState = "ready" | "retired" | "ended";
 
@@ -29,7 +38,7 @@ export interface PooledWorkerInit {
   /** Called when the worker has no request in flight and no lease. */
   onIdle: (worker: PooledWorker) => void;
   /** Called once per request: the answer's status ("error" when none came) and its latency. */
-  onRequest?: (status: string, seconds: number) => void;
+  onRequest?: (outcome: RequestOutcome) => void;
 }
 
 /** A worker owned by the pool. */
@@ -184,17 +193,26 @@ export class PooledWorker {
       if (this.#inflight === 0) this.#init.onIdle(this);
     };
     const startedAt = performance.now();
+    let requestId: string | undefined;
+    const outcome = (status: string) =>
+      this.#init.onRequest?.({
+        request,
+        status,
+        seconds: (performance.now() - startedAt) / 1000,
+        requestId,
+      });
     try {
       const response = await this.#client.request(request, {
         signal,
         onDone,
         idleTimeoutMs: this.#init.idleTimeoutMs,
+        onRequestId: (id) => requestId = id,
       });
-      this.#init.onRequest?.(String(response.status), (performance.now() - startedAt) / 1000);
+      outcome(String(response.status));
       return response;
     } catch (error) {
       onDone();
-      this.#init.onRequest?.("error", (performance.now() - startedAt) / 1000);
+      outcome("error");
       if (!(error instanceof RuntimeError) || error.code !== "WORKER_CRASHED") throw error;
       throw await this.#whyGone(error);
     }

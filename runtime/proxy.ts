@@ -33,6 +33,8 @@ export interface ProxyRequestOptions {
    * this. 0 or absent: no limit.
    */
   idleTimeoutMs?: number;
+  /** Told the request's `x-request-id` (the client's, or the one made for it). */
+  onRequestId?: (requestId: string) => void;
 }
 
 function abortReason(signal: AbortSignal): unknown {
@@ -184,6 +186,7 @@ export class UnixHttpClient {
     let uploadRefused: PayloadTooLargeError | undefined;
     try {
       const head = requestHead(request, conn.headScratch);
+      options.onRequestId?.(head.requestId);
       const written = await conn.conn.write(head.bytes);
       if (written < head.bytes.length) await conn.writeAll(head.bytes.subarray(written));
       if (request.body !== null) {

@@ -327,8 +327,16 @@ export class WorkerPool {
       limitsPerRequest: this.#options.policy !== "per_worker",
       idleTimeoutMs: this.#options.userWorkerRequestIdleTimeoutMs,
       onIdle: (w) => this.#onIdle(w),
-      onRequest: (status, seconds) =>
-        this.#options.metrics?.recordRequest(spec.functionName, status, seconds),
+      onRequest: (outcome) => {
+        this.#options.metrics?.recordRequest(spec.functionName, outcome.status, outcome.seconds);
+        if (!logger.isDebugEnabled) return;
+        const { pathname } = new URL(outcome.request.url);
+        logger.debug(
+          `--> ${outcome.request.method} ${pathname} ${outcome.status} ` +
+            `${(outcome.seconds * 1000).toFixed(1)}ms fn=${spec.functionName} pid=${process.pid} ` +
+            `id=${outcome.requestId ?? "-"}`,
+        );
+      },
     });
     this.#options.metrics?.recordBoot(spec.functionName, process.bootTimeMs / 1000);
     if (spec.requestAbsentTimeoutMs > 0) {
