@@ -40,7 +40,7 @@ Options:
       --worker-timeout-ms <MS>               built-in main service: worker wall clock, 0 = none (400000)
       --cpu-time-soft-limit-ms <MS>          built-in main service: CPU soft limit (1000)
       --cpu-time-hard-limit-ms <MS>          built-in main service: CPU hard limit (2000)
-      --event-worker <DIR>                   event worker module (not implemented yet)
+      --event-worker <DIR>                   module that reads runtime events (new EventManager())
       --policy <per_worker|per_request|oneshot>  worker policy (default per_worker)
       --max-parallelism <N>                  most workers per function (default: CPU count)
       --request-wait-timeout <MS>            how long a request waits for a worker (default 10000)
@@ -64,7 +64,7 @@ Options:
 const HINT = "Run 'main.ts start --help' for usage.";
 
 /** Flags that are parsed and validated but whose behaviour has not landed yet. */
-const NOT_YET_IMPLEMENTED = ["event-worker", "request-read-timeout"] as const;
+const NOT_YET_IMPLEMENTED = ["request-read-timeout"] as const;
 
 function isDirectory(path: string): boolean {
   try {

@@ -107,3 +107,24 @@ export function isWorkerBootConfig(value: unknown): value is WorkerBootConfig {
     typeof v.statusToken === "string" && Array.isArray(v.visibleEnvNames) &&
     v.visibleEnvNames.every((n) => typeof n === "string");
 }
+
+/** Starts a function's console line that is not at its stream's default level. */
+export const LEVEL_MARK = "\u001f";
+
+/** Supabase's log levels of a function's console output. */
+export type FunctionLogLevel = "Debug" | "Info" | "Warning" | "Error";
+
+/**
+ * Reads a line of a function's output: `console.debug` and `console.warn` lines carry a level
+ * mark; otherwise stdout is Info and stderr Error.
+ */
+export function parseLogLine(
+  line: string,
+  stream: "stdout" | "stderr",
+): { level: FunctionLogLevel; text: string } {
+  if (line.startsWith(LEVEL_MARK)) {
+    const level = line[1] === "D" ? "Debug" : line[1] === "W" ? "Warning" : undefined;
+    if (level) return { level, text: line.slice(3) };
+  }
+  return { level: stream === "stdout" ? "Info" : "Error", text: line };
+}

@@ -3,14 +3,18 @@
  * or the built-in default) and the listener; and takes it apart again on shutdown.
  */
 
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import type { ResolvedConfig } from "./config.ts";
 import {
   createDefaultMainService,
   createJwtVerifier,
   loadFunctionSettings,
 } from "./default_main/mod.ts";
+import { findEntrypoint } from "./entrypoint.ts";
+import { ConfigError } from "./errors.ts";
+import { EventStream } from "./events.ts";
 import { formatError, type Logger } from "./log.ts";
+import { spawnEventProcess } from "./supervisor.ts";
 import {
   createEdgeRuntimeApi,
   installMainGlobals,
@@ -24,6 +28,34 @@ import { RuntimeMetrics as RuntimeMetricsRegistry } from "./metrics.ts";
 import { createUserWorkersClass } from "./user_workers.ts";
 import { type FunctionWatcher, watchFunctions, watchTree } from "./watch.ts";
 import { WorkerPool } from "./worker_pool.ts";
+
+/** Time the event worker gets to handle the last events once its stream has ended. */
+const EVENT_WORKER_GRACE_MS = 1000;
+
+const EVENT_BOOTSTRAP_PATH = fileURLToPath(
+  new URL("../workers/event_bootstrap.ts", import.meta.url),
+);
+
+/**
+ * Starts the event worker on the module in `dir`.
+ *
+ * @throws {ConfigError} when the directory has no entry module
+ */
+async function startEventWorker(dir: string, logger: Logger): Promise<EventStream> {
+  const entry = await findEntrypoint(dir);
+  if (!entry) {
+    throw new ConfigError(
+      `Cannot load event worker "${dir}": no index.ts, index.js or package.json main`,
+    );
+  }
+  const process = spawnEventProcess({
+    execPath: Deno.execPath(),
+    bootstrapPath: EVENT_BOOTSTRAP_PATH,
+    entryUrl: pathToFileURL(entry).href,
+    logger,
+  });
+  return new EventStream(process, logger);
+}
 
 /** Time workers get to run `beforeunload` handlers at a graceful shutdown. */
 const TERMINATION_GRACE_MS = 200;
@@ -67,8 +99,12 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
   const socketDir = await Deno.makeTempDir({ prefix: "edge-runtime-" });
   await Deno.chmod(socketDir, 0o700);
   const counters = new RuntimeMetricsRegistry();
+  const events = config.eventWorkerPath
+    ? await startEventWorker(config.eventWorkerPath, logger)
+    : undefined;
   const pool = new WorkerPool({
     metrics: counters,
+    events,
     policy: config.policy,
     maxParallelism: config.maxParallelism,
     requestWaitTimeoutMs: config.requestWaitTimeoutMs,
@@ -120,6 +156,8 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
 
   const cleanup = async (unloadGraceMs = 0) => {
     await pool.shutdown(unloadGraceMs);
+    // After the pool, so the workers' Shutdown events are in the stream before it ends.
+    await events?.close(EVENT_WORKER_GRACE_MS);
     await Deno.remove(socketDir, { recursive: true }).catch(() => {});
   };
 

@@ -9,6 +9,8 @@ import { parseProcStat, type WorkerEndReason } from "./limits.ts";
 import type { Logger } from "./log.ts";
 import {
   formatControlLine,
+  type FunctionLogLevel,
+  parseLogLine,
   parseStatusLine,
   type WorkerBootConfig,
   type WorkerControl,
@@ -46,6 +48,8 @@ export interface SpawnWorkerOptions {
   bootTimeoutMs: number;
   /** Aborting ends the boot at once (runtime shutdown). */
   signal?: AbortSignal;
+  /** Takes each line of the function's output instead of the logger (the event worker). */
+  onLog?: (level: FunctionLogLevel, line: string) => void;
   /**
    * CPU time the worker may use while loading (a module that loops at top level); 0 = no limit.
    * Exceeding it kills the worker with reason `CPUTime`.
@@ -245,10 +249,18 @@ export async function spawnWorker(options: SpawnWorkerOptions): Promise<WorkerPr
   const statusReported = new Promise<WorkerStatus>((resolve) => resolveStatus = resolve);
   const stderrTail: string[] = [];
   const tasks: TaskCounter = { count: 0, onChange: undefined };
+  const emit = (line: string, stream: "stdout" | "stderr") => {
+    const { level, text } = parseLogLine(line, stream);
+    if (options.onLog) options.onLog(level, text);
+    else {logger.functionLine(
+        functionName,
+        level === "Info" || level === "Error" ? text : `${level}: ${text}`,
+      );}
+  };
   const stdoutDone = forEachLine(child.stdout, (line) => {
     const found = parseStatusLine(line, boot.statusToken);
-    if (!found) return logger.functionLine(functionName, line);
-    if (found.before !== "") logger.functionLine(functionName, found.before);
+    if (!found) return emit(line, "stdout");
+    if (found.before !== "") emit(found.before, "stdout");
     if (found.status.kind === "pending_tasks") {
       tasks.count = found.status.count;
       tasks.onChange?.();
@@ -259,7 +271,7 @@ export async function spawnWorker(options: SpawnWorkerOptions): Promise<WorkerPr
   const stderrDone = forEachLine(child.stderr, (line) => {
     stderrTail.push(line);
     if (stderrTail.length > STDERR_TAIL_LINES) stderrTail.shift();
-    logger.functionLine(functionName, line);
+    emit(line, "stderr");
   });
   const pipesDone = Promise.all([stdoutDone, stderrDone]);
   const exitedEarly = Promise.all([child.status, pipesDone]).then(([status]) => status);
@@ -339,4 +351,74 @@ export async function spawnWorker(options: SpawnWorkerOptions): Promise<WorkerPr
     `failed to bootstrap runtime: worker process exited with ${how} before it was ready` +
       (tail ? `: ${tail}` : ""),
   );
+}
+
+/** A running event worker process. */
+export interface EventProcess {
+  /** Queues one JSON line; false when too many are still being written (the line is dropped). */
+  send(line: string): boolean;
+  /** Closes its stdin (its event stream ends), waits up to `graceMs`, then kills it. */
+  close(graceMs: number): Promise<void>;
+}
+
+/** Lines in flight to the event worker before new ones are dropped. */
+const EVENT_BACKLOG_LINES = 10_000;
+
+/**
+ * Starts the event worker: `bootstrapPath` with the event module's URL, with the runtime's own
+ * permissions and environment (as Supabase's event worker has). Its output is logged with an
+ * `[events]` prefix. If it dies, events are dropped (counted by the caller) and requests go on.
+ */
+export function spawnEventProcess(options: {
+  execPath: string;
+  bootstrapPath: string;
+  entryUrl: string;
+  logger: Logger;
+}): EventProcess {
+  const child = new Deno.Command(options.execPath, {
+    args: ["run", "--allow-all", "--no-prompt", options.bootstrapPath, options.entryUrl],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const log = (line: string) => options.logger.info(`[events] ${line}`);
+  const pipesDone = Promise.all([forEachLine(child.stdout, log), forEachLine(child.stderr, log)]);
+  const stdin = child.stdin.getWriter();
+  const encoder = new TextEncoder();
+  let inFlight = 0;
+  let alive = true;
+  const exited = Promise.all([child.status, pipesDone]).then(([status]) => {
+    alive = false;
+    if (!status.success) options.logger.warn(`event worker exited with code ${status.code}`);
+  });
+  return {
+    send(line) {
+      if (!alive || inFlight >= EVENT_BACKLOG_LINES) return false;
+      inFlight++;
+      stdin.write(encoder.encode(line + "\n")).then(
+        () => inFlight--,
+        () => {
+          inFlight--;
+          alive = false;
+        },
+      );
+      return true;
+    },
+    async close(graceMs) {
+      await stdin.close().catch(() => {});
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<"late">((resolve) =>
+        timer = setTimeout(() => resolve("late"), graceMs)
+      );
+      if ((await Promise.race([exited, late])) === "late") {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // It ended in the meantime.
+        }
+        await exited;
+      }
+      clearTimeout(timer);
+    },
+  };
 }

@@ -16,6 +16,7 @@ import {
 } from "./limits.ts";
 import { formatError, type Logger } from "./log.ts";
 import { planWorkerLaunch, type WorkerLaunchInput } from "./permissions.ts";
+import type { EventStream } from "./events.ts";
 import type { RuntimeMetrics } from "./metrics.ts";
 import { PooledWorker } from "./pooled_worker.ts";
 import { spawnWorker, type WorkerProcess } from "./supervisor.ts";
@@ -64,6 +65,8 @@ export interface WorkerPoolOptions {
   defaultDenyNet: readonly string[];
   /** Where requests, cold starts and worker ends are counted. */
   metrics?: RuntimeMetrics;
+  /** Where worker events go (`--event-worker`); function output then goes there, not the log. */
+  events?: EventStream;
   logger: Logger;
 }
 
@@ -280,7 +283,10 @@ export class WorkerPool {
       denoDir,
       defaultDenyNet: this.#options.defaultDenyNet,
     });
+    const { events } = this.#options;
+    const metadata = { service_path: spec.key, execution_id: id };
     const spawning = spawnWorker({
+      onLog: events ? (level, msg) => events.emit("Log", { level, msg }, metadata) : undefined,
       functionName: spec.functionName,
       execPath,
       args: plan.args,
@@ -305,6 +311,8 @@ export class WorkerPool {
     } catch (error) {
       if (!this.#closed) {
         logger.error(`worker for "${spec.functionName}" failed to boot: ${formatError(error)}`);
+        const msg = error instanceof Error ? `worker boot error: ${error.message}` : String(error);
+        events?.emit("BootFailure", { msg }, metadata);
       }
       if (inspect) this.#inspectorTaken = false;
       this.#notify(slot);
@@ -339,6 +347,7 @@ export class WorkerPool {
       },
     });
     this.#options.metrics?.recordBoot(spec.functionName, process.bootTimeMs / 1000);
+    events?.emit("Boot", { boot_time: Math.round(process.bootTimeMs) }, metadata);
     if (spec.requestAbsentTimeoutMs > 0) {
       this.#absentTimeoutMs.set(worker, spec.requestAbsentTimeoutMs);
     }
@@ -360,6 +369,14 @@ export class WorkerPool {
     process.exited.then((exit) => {
       if (inspect) this.#inspectorTaken = false;
       this.#options.metrics?.recordEnd(spec.functionName, exit.reason);
+      const cpu_time_used = worker.usage.cpuMs;
+      if (exit.reason === "Crashed") {
+        const exception = process.evaluationError ?? process.stderrTail();
+        events?.emit("UncaughtException", { exception, cpu_time_used }, metadata);
+      } else {
+        const memory_used = { total: worker.usage.peakRssBytes, heap: 0, external: 0 };
+        events?.emit("Shutdown", { reason: exit.reason, cpu_time_used, memory_used }, metadata);
+      }
       worker.end();
       slot.workers.delete(worker);
       this.#byId.delete(id);

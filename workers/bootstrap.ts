@@ -9,6 +9,7 @@ import {
   BOOT_ERROR_EXIT_CODE,
   formatStatusLine,
   isWorkerBootConfig,
+  LEVEL_MARK,
   parseControlLine,
   type WorkerBootConfig,
   type WorkerControl,
@@ -181,6 +182,11 @@ Object.defineProperty(Deno.env, "set", {
   },
 });
 Object.defineProperty(Deno.env, "delete", { value: () => {} });
+// console.debug (stdout) and console.warn (stderr) lines carry their level to the runtime.
+for (const [method, letter] of [["debug", "D"], ["warn", "W"]] as const) {
+  const original = console[method].bind(console);
+  console[method] = (...args: unknown[]) => original(`${LEVEL_MARK}${letter}`, ...args);
+}
 const capture = installServeCapture();
 installUserEdgeRuntime(config.statusToken);
 // Supabase makes Deno.exit a no-op in user workers: a function cannot end its own worker.
