@@ -33,6 +33,8 @@ export interface ScrapeFigures {
   handledRequests: number;
   mainHeapUsedBytes: number;
   mainRssBytes: number;
+  /** Events the event worker could not take (0 without one). */
+  eventsDropped: number;
 }
 
 function escapeLabel(value: string): string {
@@ -174,6 +176,12 @@ export class RuntimeMetrics {
       "gauge",
       "Resident memory of the main runtime.",
       figures.mainRssBytes,
+    );
+    single(
+      "edge_runtime_events_dropped_total",
+      "counter",
+      "Events dropped because the event worker fell behind or was gone.",
+      figures.eventsDropped,
     );
     return out.join("\n") + "\n";
   }

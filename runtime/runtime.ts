@@ -145,6 +145,7 @@ export async function startRuntime(options: StartRuntimeOptions): Promise<Runtim
       handledRequests: server?.counters.handled ?? 0,
       mainHeapUsedBytes: memory.heapUsed,
       mainRssBytes: memory.rss,
+      eventsDropped: events?.dropped ?? 0,
     });
   };
   const api = createEdgeRuntimeApi(

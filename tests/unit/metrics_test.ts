@@ -12,6 +12,7 @@ const FIGURES = {
   handledRequests: 6,
   mainHeapUsedBytes: 123,
   mainRssBytes: 456,
+  eventsDropped: 3,
 };
 
 Deno.test("RuntimeMetrics.render() writes counters, cumulative histograms and gauges", () => {
@@ -46,6 +47,7 @@ Deno.test("RuntimeMetrics.render() writes counters, cumulative histograms and ga
   assert.equal(value("edge_runtime_workers", { function: 'odd"name\\' }), 1);
   assert.equal(value("edge_runtime_requests_received_total"), 7);
   assert.equal(value("edge_runtime_main_resident_memory_bytes"), 456);
+  assert.equal(value("edge_runtime_events_dropped_total"), 3);
 });
 
 Deno.test("RuntimeMetrics.render() is valid with nothing recorded", () => {
@@ -59,6 +61,7 @@ Deno.test("RuntimeMetrics.render() is valid with nothing recorded", () => {
       "edge_runtime_requests_handled_total",
       "edge_runtime_main_heap_used_bytes",
       "edge_runtime_main_resident_memory_bytes",
+      "edge_runtime_events_dropped_total",
     ],
   );
 });
