@@ -80,3 +80,37 @@ Deno.test("the event worker receives every event type with Supabase's fields", a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("Shutdown events name the limit that ended each worker", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "events_test_" });
+  const file = join(dir, "events.jsonl");
+  await Deno.writeTextFile(file, "");
+  const shutdowns = async () =>
+    (await Deno.readTextFile(file)).trim().split("\n").filter(Boolean)
+      .map((line) => JSON.parse(line) as RuntimeEvent)
+      .filter((e) => e.event_type === "Shutdown");
+  const reasonOf = async (fn: string) =>
+    (await shutdowns()).find((e) => e.metadata.service_path.endsWith(`/${fn}`))?.event.reason;
+  try {
+    await withRuntime({
+      args: [
+        `--functions=${FUNCTION_FIXTURES}`,
+        `--event-worker=${ROOT}tests/fixtures/events/record-to-file`,
+        "--memory-limit-mb=32",
+        "--worker-timeout-ms=1000",
+      ],
+      env: { EVENTS_FILE: file },
+    }, async (rt) => {
+      assert.equal((await fetchText(`${rt.url}/array-buffer-hog`)).status, 546);
+      assert.equal((await fetchText(`${rt.url}/slow?ms=3000`)).status, 546);
+      assert.equal((await fetchText(`${rt.url}/echo`)).status, 200);
+      await waitFor(async () => (await reasonOf("echo")) !== undefined, 5000, "echo's end");
+      assert.equal(await reasonOf("array-buffer-hog"), "Memory");
+      assert.equal(await reasonOf("slow"), "WallClockTime");
+      // Retired at half its wall clock with nothing in flight: dropped early.
+      assert.equal(await reasonOf("echo"), "EarlyDrop");
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
