@@ -185,6 +185,7 @@ Object.defineProperty(Deno.env, "delete", { value: () => {} });
 // console.debug (stdout) and console.warn (stderr) lines carry their level to the runtime.
 for (const [method, letter] of [["debug", "D"], ["warn", "W"]] as const) {
   const original = console[method].bind(console);
+  // deno-lint-ignore no-console
   console[method] = (...args: unknown[]) => original(`${LEVEL_MARK}${letter}`, ...args);
 }
 const capture = installServeCapture();

@@ -10,7 +10,7 @@ import type { WorkerLimitValues } from "../config.ts";
 import { findEntrypoint } from "../entrypoint.ts";
 import { WorkerAlreadyRetired } from "../errors.ts";
 import { formatError, type Logger } from "../log.ts";
-import type { EdgeRuntimeMainApi, RuntimeMetrics } from "../main_service.ts";
+import type { EdgeRuntimeMainApi } from "../main_service.ts";
 import type { ServeHandler } from "../serve_capture.ts";
 import {
   classifyFailure,
