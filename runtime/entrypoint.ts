@@ -6,7 +6,7 @@
 import { join, resolve } from "node:path";
 
 /** Entry file names tried in order. */
-export const ENTRY_NAMES = ["index.ts", "index.tsx", "index.js", "index.mjs", "index.jsx"] as const;
+const ENTRY_NAMES = ["index.ts", "index.tsx", "index.js", "index.mjs", "index.jsx"] as const;
 
 /** Config files a function may carry, tried in order. */
 const CONFIG_NAMES = ["deno.json", "deno.jsonc"] as const;
@@ -14,6 +14,24 @@ const CONFIG_NAMES = ["deno.json", "deno.jsonc"] as const;
 async function isFile(path: string): Promise<boolean> {
   try {
     return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** True when `path` is a directory (false when it is missing or anything else). */
+export async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+/** {@linkcode isDirectory}, synchronously, for code paths that cannot await. */
+export function isDirectorySync(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
   } catch {
     return false;
   }

@@ -7,7 +7,7 @@ import { RuntimeError } from "./errors.ts";
 import { clientAddressOf } from "./request_tags.ts";
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction. */
-export const HOP_BY_HOP = new Set([
+const HOP_BY_HOP = new Set([
   "connection",
   "keep-alive",
   "proxy-connection",

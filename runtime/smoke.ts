@@ -40,7 +40,7 @@ export interface SmokeResult {
 }
 
 /** Reads `<functionsPath>/<name>/smoke.json`; the default case when the file is absent. */
-export async function loadSmokeCases(functionsPath: string, name: string): Promise<SmokeCase[]> {
+async function loadSmokeCases(functionsPath: string, name: string): Promise<SmokeCase[]> {
   const path = join(functionsPath, name, "smoke.json");
   let text: string;
   try {
@@ -111,7 +111,7 @@ export function judge(smoke: SmokeCase, status: number, body: string): string | 
 }
 
 /** Options of {@linkcode runSmokeCase}. */
-export interface RunSmokeCaseOptions {
+interface RunSmokeCaseOptions {
   baseUrl: string;
   functionName: string;
   smoke: SmokeCase;
@@ -119,7 +119,7 @@ export interface RunSmokeCaseOptions {
 }
 
 /** Sends one case's request and judges the answer. */
-export async function runSmokeCase(options: RunSmokeCaseOptions): Promise<SmokeResult> {
+async function runSmokeCase(options: RunSmokeCaseOptions): Promise<SmokeResult> {
   const { smoke, functionName } = options;
   const method = (smoke.method ?? "GET").toUpperCase();
   const path = smoke.path ?? `/${functionName}`;

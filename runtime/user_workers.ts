@@ -8,7 +8,7 @@ import { globSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { DEFAULT_WORKER_LIMITS, type ResolvedConfig } from "./config.ts";
-import { findDenoConfig, findEntrypoint } from "./entrypoint.ts";
+import { findDenoConfig, findEntrypoint, isDirectory } from "./entrypoint.ts";
 import { RuntimeError, toWorkerApiError } from "./errors.ts";
 import type { WorkerPermissions } from "./permissions.ts";
 import type { PooledWorker, WorkerPool, WorkerSpec } from "./worker_pool.ts";
@@ -137,14 +137,6 @@ function checkStringList(value: unknown, name: string): string[] {
   return value as string[];
 }
 
-async function isDirectory(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isDirectory;
-  } catch {
-    return false;
-  }
-}
-
 /** Sibling folders named `_*` (e.g. `_shared`) that every function of the folder may read. */
 async function sharedSiblings(servicePath: string): Promise<string[]> {
   const parent = dirname(servicePath);
@@ -176,7 +168,7 @@ const SYMLINK_WALK_MAX_ENTRIES = 20_000;
  *
  * @returns the first offending link, relative to `root`, or `undefined`
  */
-export async function findEscapingSymlink(
+async function findEscapingSymlink(
   root: string,
   allowed: readonly string[],
 ): Promise<string | undefined> {
@@ -223,7 +215,7 @@ function bootFailed(message: string): RuntimeError {
  * @throws {TypeError} when the options are malformed
  * @throws {RuntimeError} `BOOT_FAILED` when the service has no entry module
  */
-export async function resolveWorkerSpec(
+async function resolveWorkerSpec(
   options: UserWorkerCreateOptions,
   config: ResolvedConfig,
 ): Promise<WorkerSpec> {

@@ -7,7 +7,7 @@ import { Hono } from "hono";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { WorkerLimitValues } from "../config.ts";
-import { findEntrypoint } from "../entrypoint.ts";
+import { findEntrypoint, isDirectorySync } from "../entrypoint.ts";
 import { WorkerAlreadyRetired } from "../errors.ts";
 import { formatError, type Logger } from "../log.ts";
 import type { EdgeRuntimeMainApi } from "../main_service.ts";
@@ -88,14 +88,6 @@ export function routeFunction(requestUrl: string): FunctionRoute | undefined {
   return { name, url: origin + rest };
 }
 
-function isDirectory(path: string): boolean {
-  try {
-    return Deno.statSync(path).isDirectory;
-  } catch {
-    return false;
-  }
-}
-
 /** The `create()` options a function's settings add. */
 function settingsOptions(settings: FunctionSettings | undefined): Record<string, unknown> {
   if (!settings) return {};
@@ -131,7 +123,7 @@ export function createDefaultMainService(options: DefaultMainOptions): ServeHand
   const servicePathOf = (name: string) => {
     const folder = join(functionsPath, name);
     const entrypoint = settings.get(name)?.entrypoint;
-    if (!entrypoint || isDirectory(folder)) return folder;
+    if (!entrypoint || isDirectorySync(folder)) return folder;
     return dirname(entrypoint);
   };
   const exists = async (name: string) =>
